@@ -1,0 +1,406 @@
+"""Validated settings: one model for the Pulumi program (from `pulumi.Config`) and the CLI
+(from `Pulumi.<stack>.yaml`, read directly, no engine).
+
+Keys are camelCase as in the stack file (`koinonia:api: {healthCheckPath: /health}`); Python code
+uses snake_case attributes. Every problem becomes one `koinonia:<dotted.path>: <message>` line of a
+`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from koinonia_infra.errors import ConfigError
+
+NAMESPACE = "koinonia"
+
+# Values accepted by pulumi-render 0.6 (its generated enums); checked by tests/test_settings.py
+# against the installed provider so a provider upgrade that drops one fails loudly.
+Region = Literal["oregon", "ohio", "virginia", "frankfurt", "singapore"]
+WebPlan = Literal["starter", "standard", "pro", "pro_plus", "pro_max", "pro_ultra"]
+Runtime = Literal["node", "docker", "elixir", "go", "python", "ruby", "rust", "image"]
+PostgresPlan = Literal[
+    "basic_256mb", "basic_1gb", "basic_4gb",
+    "pro_4gb", "pro_8gb", "pro_16gb", "pro_32gb", "pro_64gb", "pro_128gb", "pro_192gb",
+    "pro_256gb", "pro_384gb", "pro_512gb",
+    "accelerated_16gb", "accelerated_32gb", "accelerated_64gb", "accelerated_128gb",
+    "accelerated_256gb", "accelerated_384gb", "accelerated_512gb", "accelerated_768gb",
+    "accelerated_1024gb",
+    # Legacy plans Render still accepts for existing databases (adoption via importId).
+    "starter", "standard", "pro", "pro_plus",
+]  # fmt: skip
+PostgresVersion = Literal["11", "12", "13", "14", "15", "16", "17"]
+KeyValuePlan = Literal["starter", "standard", "pro", "pro_plus"]
+MaxmemoryPolicy = Literal[
+    "noeviction", "allkeys_lfu", "allkeys_lru", "allkeys_random",
+    "volatile_lfu", "volatile_lru", "volatile_random", "volatile_ttl",
+]  # fmt: skip
+
+# Env keys whose values must never sit in plaintext in a stack file.
+SECRET_KEY_PATTERNS = ("*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*", "DATABASE_URL", "REDIS_URL")
+# Set by the program itself; a user value would be silently overridden, so it is refused.
+RESERVED_ENV = ("DATABASE_URL", "REDIS_URL", "PORT", "NODE_ENV", "KOINONIA_INSTANCE")
+RENDER_PUBLIC_PORT = 10000
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def looks_secret(key: str) -> bool:
+    upper = key.upper()
+    return any(fnmatch.fnmatchcase(upper, pattern) for pattern in SECRET_KEY_PATTERNS)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class ApiSettings(_Model):
+    name: str = "koinonia-sms-backend"
+    instances: list[int] = Field(default_factory=lambda: [1, 2])
+    plan: WebPlan = "standard"
+    runtime: Runtime = "node"
+    repo: str = "https://github.com/koinonia/koinonia-sms-backend"
+    branch: str = "main"
+    auto_deploy: bool = True
+    root_dir: str | None = None
+    build_command: str = "npm ci"
+    start_command: str = "npm start"
+    pre_deploy_command: str | None = None
+    health_check_path: str = "/health"
+    port: int = 8080
+    node_env: str = "production"
+    max_shutdown_delay_seconds: int = Field(default=30, ge=1, le=300)
+    env: dict[str, str] = Field(default_factory=dict)
+    secret_env: list[str] = Field(default_factory=list)
+    import_ids: dict[int, str] = Field(default_factory=dict)
+
+    @field_validator("instances")
+    @classmethod
+    def _instances(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("at least one instance is required, e.g. [1, 2]")
+        if any(n < 1 for n in value):
+            raise ValueError("instance numbers start at 1")
+        dupes = sorted({n for n in value if value.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate instance number(s) {dupes}")
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if value == RENDER_PUBLIC_PORT:
+            raise ValueError(
+                "port 10000 is reserved by Render for public traffic and refused for private "
+                "traffic; the edge reaches instances privately (use 8080)"
+            )
+        if not 1 <= value <= 65535:
+            raise ValueError("must be a TCP port (1-65535)")
+        return value
+
+    @field_validator("health_check_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,60}", value):
+            raise ValueError("use lowercase letters, digits and '-'")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not ENV_KEY.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if key in RESERVED_ENV:
+                raise ValueError(f"{key} is set by koinonia-infra itself; remove it from env")
+            if looks_secret(key):
+                raise ValueError(
+                    f"{key} looks secret and must not be a plaintext value: list it in "
+                    f"api.secretEnv and run `pulumi config set --secret {NAMESPACE}:{key}`"
+                )
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not ENV_KEY.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if key in RESERVED_ENV:
+                raise ValueError(f"{key} is set by koinonia-infra itself")
+        if len(set(value)) != len(value):
+            raise ValueError("duplicate keys")
+        return value
+
+    @model_validator(mode="after")
+    def _cross(self) -> ApiSettings:
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(f"{', '.join(both)} listed in both env and secretEnv")
+        stray = sorted(n for n in self.import_ids if n not in self.instances)
+        if stray:
+            raise ValueError(f"importIds names undeclared instance(s) {stray}")
+        return self
+
+    def service_name(self, number: int) -> str:
+        """Instance 1 keeps the existing production name; k >= 2 get a numeric suffix."""
+        return self.name if number == 1 else f"{self.name}-{number}"
+
+
+class PostgresSettings(_Model):
+    name: str = "koinonia-db"
+    plan: PostgresPlan = "basic_1gb"
+    version: PostgresVersion = "16"
+    disk_size_gb: int | None = Field(default=None, ge=1, le=16384)
+    high_availability: bool = False
+    database_name: str | None = None
+    database_user: str | None = None
+    import_id: str | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        # YAML reads `version: 16` as an int; Render wants the string.
+        return str(value) if isinstance(value, int) else value
+
+
+class KeyValueSettings(_Model):
+    name: str = "koinonia-cache"
+    plan: KeyValuePlan = "starter"
+    maxmemory_policy: MaxmemoryPolicy = "allkeys_lru"
+    import_id: str | None = None
+
+
+class EdgeSettings(_Model):
+    enabled: bool = True
+    name: str = "koinonia-edge"
+    plan: WebPlan = "starter"
+    # Pinned tag: the Caddyfile is validated against this major.minor (Debian ships 2.6.2).
+    image: str = "docker.io/library/caddy:2.6.4-alpine"
+    health_check_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+    health_check_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    # How long the edge keeps retrying other upstreams before a client sees an error.
+    retry_window_seconds: float = Field(default=5.0, ge=0, le=60)
+    retry_interval_ms: int = Field(default=100, ge=10, le=5000)
+    fail_duration_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        tag = value.rsplit("/", 1)[-1]
+        if ":" not in tag or tag.endswith(":latest"):
+            raise ValueError("pin the Caddy image to a version tag, e.g. caddy:2.6.4-alpine")
+        return value
+
+
+class VerifySettings(_Model):
+    """Thresholds of `verify`, defaults from the runbook; flags override them."""
+
+    requests: int = Field(default=200, ge=1, le=1_000_000)
+    concurrency: int = Field(default=16, ge=1, le=1024)
+    share_tolerance_points: float = Field(default=10.0, gt=0, le=100)
+    p95_ms: float = Field(default=250.0, gt=0)
+    p50_ratio: float = Field(default=2.0, ge=1)
+    max_error_rate_percent: float = Field(default=0.1, ge=0, le=100)
+    environment: str = "production"
+
+
+class Settings(_Model):
+    owner_id: str
+    region: Region = "oregon"
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    key_value: KeyValueSettings = Field(default_factory=KeyValueSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
+
+    @field_validator("owner_id")
+    @classmethod
+    def _owner(cls, value: str) -> str:
+        if not re.fullmatch(r"(tea|usr)-[a-z0-9]+", value):
+            raise ValueError("expected a Render workspace id like tea-xxxxxxxxxxxxxxxxxxxx")
+        return value
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing: from a config mapping (stack file or pulumi.Config) to Settings, errors as lines.
+# --------------------------------------------------------------------------------------------
+
+_MODEL_FOR_KEY: dict[str, type[BaseModel]] = {
+    "api": ApiSettings,
+    "postgres": PostgresSettings,
+    "keyValue": KeyValueSettings,
+    "edge": EdgeSettings,
+    "verify": VerifySettings,
+}
+TOP_LEVEL_KEYS = ("ownerId", "region", *_MODEL_FOR_KEY)
+
+
+def _aliases(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _hint(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not close:
+        lowered = {k.lower(): k for k in known}
+        if key.lower() in lowered:
+            close = [lowered[key.lower()]]
+    return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, Mapping) and set(value) == {"secure"}
+
+
+def settings_from_config(config: Mapping[str, Any], *, source: str = "") -> Settings:
+    """Validate a `koinonia:`-namespace config mapping (keys without the namespace prefix).
+
+    Keys listed in `api.secretEnv` may appear at top level (their secure values); any other
+    unknown key is an error with a "did you mean" hint.
+    """
+    where = f"{source}: " if source else ""
+    problems: list[str] = []
+    data: dict[str, Any] = {}
+    secret_env = _secret_env_keys(config.get("api"))
+    for key, value in config.items():
+        if key in TOP_LEVEL_KEYS:
+            data[key] = value
+        elif key in secret_env:
+            if not _is_secure(value) and not isinstance(value, _SecretPlaceholder):
+                problems.append(
+                    f"{where}{NAMESPACE}:{key}: secret value stored in plaintext; "
+                    f"run `pulumi config set --secret {NAMESPACE}:{key}`"
+                )
+        else:
+            problems.append(
+                f"{where}{NAMESPACE}:{key}: unknown key{_hint(str(key), list(TOP_LEVEL_KEYS))}"
+            )
+    for key, model in _MODEL_FOR_KEY.items():
+        section = data.get(key)
+        if section is None:
+            continue
+        if not isinstance(section, Mapping):
+            problems.append(f"{where}{NAMESPACE}:{key}: expected a mapping of settings")
+            data.pop(key)
+            continue
+        known = _aliases(model)
+        snake = list(model.model_fields)
+        for sub in section:
+            if sub not in known and sub not in snake:
+                problems.append(
+                    f"{where}{NAMESPACE}:{key}.{sub}: unknown key{_hint(str(sub), known)}"
+                )
+        data[key] = {k: v for k, v in section.items() if k in known or k in snake}
+    if "ownerId" not in data:
+        problems.append(f"{where}{NAMESPACE}:ownerId: required (your Render workspace id, tea-…)")
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = _format_loc(err["loc"])
+            if err["type"] == "missing" and loc == "ownerId":
+                continue  # reported above with a hint
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}{NAMESPACE}:{loc}: {msg}")
+    if problems:
+        raise ConfigError(f"invalid settings{' in ' + source if source else ''}", lines=problems)
+    return settings
+
+
+def _secret_env_keys(api: Any) -> set[str]:
+    if isinstance(api, Mapping):
+        keys = api.get("secretEnv", api.get("secret_env"))
+        if isinstance(keys, list):
+            return {k for k in keys if isinstance(k, str)}
+    return set()
+
+
+class _SecretPlaceholder(str):
+    """Marks a value the CLI cannot decrypt (a `secure:` ciphertext)."""
+
+
+def stack_file(stack: str, project_dir: Path) -> Path:
+    return project_dir / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_config(path: Path) -> dict[str, Any]:
+    """The `koinonia:` namespace of a stack file, prefix stripped. Other namespaces are ignored."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: stack file not found (create it, or pass --stack NAME of an existing one)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read stack file: {exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{path}: expected a mapping with a 'config:' section")
+    config = doc.get("config", {})
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{path}: 'config' must be a mapping of namespace:key to value")
+    result: dict[str, Any] = {}
+    for raw_key, value in config.items():
+        key = str(raw_key)
+        namespace, sep, name = key.partition(":")
+        if not sep:
+            # Pulumi qualifies bare keys with the project name.
+            namespace, name = NAMESPACE, key
+        if namespace != NAMESPACE:
+            continue
+        result[name] = _SecretPlaceholder("[secret]") if _is_secure(value) else value
+    return result
+
+
+def load_settings(path: Path) -> Settings:
+    """Settings from a `Pulumi.<stack>.yaml` file, validated; raises ConfigError."""
+    return settings_from_config(read_stack_config(path), source=str(path))
+
+
+def secret_values_present(path: Path) -> dict[str, bool]:
+    """For each api.secretEnv key: whether the stack file holds a secure value for it."""
+    config = read_stack_config(path)
+    settings = settings_from_config(config, source=str(path))
+    return {key: key in config for key in settings.api.secret_env}
