@@ -7,7 +7,8 @@ JSON shape (camelCase, stable):
      "edgeUrl": "https://koinonia-edge.onrender.com",
      "edge": {"name": "koinonia-edge", "serviceId": "srv-…"},          # optional
      "instances": [{"number": 1, "name": "koinonia-sms-backend", "serviceId": "srv-…",
-                    "url": "https://….onrender.com", "privateAddress": "koinonia-sms-backend-ab12:8080"}],
+                    "url": "https://….onrender.com",
+                    "privateAddress": "koinonia-sms-backend-ab12:8080"}],
      "postgresId": "dpg-…", "keyValueId": "red-…",
      "renderApiUrl": "https://api.render.com/v1"}                       # optional
 

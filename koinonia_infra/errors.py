@@ -45,7 +45,7 @@ class OperationFailed(KoinoniaError):
 
 
 class ConfigError(KoinoniaError):
-    """Invalid stack file or settings; `lines` holds one `koinonia:<path>: <message>` per problem."""
+    """Invalid stack file or settings; `lines` holds one `koinonia:<path>: <message>` each."""
 
     exit_code = EXIT_USAGE
 

@@ -11,7 +11,7 @@ PROJECT_FILE = "Pulumi.yaml"
 
 
 def find_project_dir(start: Path | None = None) -> Path:
-    """`KOINONIA_PROJECT_DIR`, else the nearest folder upwards from `start` (cwd) with Pulumi.yaml."""
+    """`KOINONIA_PROJECT_DIR`, else the nearest folder with Pulumi.yaml upwards from `start`."""
     env = os.environ.get("KOINONIA_PROJECT_DIR")
     if env:
         path = Path(env)

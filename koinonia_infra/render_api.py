@@ -1,0 +1,424 @@
+"""Render REST API client (sync httpx): the subset `status`, `verify`, `drill failover`, `rollout`
+and `up` use. The same client talks to the sandbox's control plane, which answers the same API.
+
+Errors are translated here, never by callers:
+
+    RenderApiError   401/403 (key rejected, never echoed), 404 (names the service id),
+                     409 (a deploy is already in progress), other 4xx, 429/5xx past the retry
+                     deadline, transport errors (names the host)
+    OperationFailed  `wait_for_deploy` reached its deadline (names the service and last status)
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, Final, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from koinonia_infra.descriptor import DEFAULT_RENDER_API_URL, Descriptor
+from koinonia_infra.errors import OperationFailed, RenderApiError
+
+DEPLOY_IN_PROGRESS: Final = frozenset(
+    {"created", "queued", "build_in_progress", "update_in_progress", "pre_deploy_in_progress"}
+)
+DEPLOY_SUCCESS: Final = frozenset({"live"})
+DEPLOY_FAILURE: Final = frozenset(
+    {"build_failed", "update_failed", "pre_deploy_failed", "canceled"}
+)
+# `deactivated` is a deploy that was live and has been superseded: terminal, not a failure.
+DEPLOY_TERMINAL: Final = DEPLOY_SUCCESS | DEPLOY_FAILURE | {"deactivated"}
+
+API_KEY_ENV_VARS: Final = ("RENDER_API_KEY", "RENDER_APIKEY")
+PAGE_LIMIT: Final = 100
+
+M = TypeVar("M", bound=BaseModel)
+Sleep = Callable[[float], None]
+Clock = Callable[[], float]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class ServiceDetails(_Model):
+    url: str | None = None
+
+
+class Service(_Model):
+    id: str
+    name: str
+    slug: str | None = None
+    suspended: Literal["suspended", "not_suspended"] = "not_suspended"
+    type: str | None = None
+    service_details: ServiceDetails = Field(default_factory=ServiceDetails)
+
+    @property
+    def url(self) -> str | None:
+        return self.service_details.url
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended == "suspended"
+
+
+class Deploy(_Model):
+    id: str
+    status: str
+    commit_id: str | None = None
+    commit_message: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flatten_commit(cls, data: Any) -> Any:
+        # Render nests the commit: {"commit": {"id": …, "message": …, "createdAt": …}}.
+        if isinstance(data, dict) and isinstance(data.get("commit"), dict):
+            commit = data["commit"]
+            data = {**data}
+            data.setdefault("commitId", commit.get("id"))
+            data.setdefault("commitMessage", commit.get("message"))
+        return data
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in DEPLOY_IN_PROGRESS
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status in DEPLOY_SUCCESS
+
+    @property
+    def failed(self) -> bool:
+        return self.status in DEPLOY_FAILURE
+
+
+def _retry_after_seconds(response: httpx.Response, now_epoch: float) -> float | None:
+    """Seconds the server asks us to wait, from `Retry-After` or `Ratelimit-Reset`."""
+    for header in ("Retry-After", "Ratelimit-Reset", "X-Ratelimit-Reset"):
+        raw = response.headers.get(header)
+        if not raw:
+            continue
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(raw) if header == "Retry-After" else None
+            if parsed is None:
+                continue
+            return max(0.0, parsed.timestamp() - now_epoch)
+        # A reset header is either seconds from now or an epoch timestamp; both exist in the wild.
+        if value > 1_000_000_000:
+            value -= now_epoch
+        return max(0.0, value)
+    return None
+
+
+class RenderClient:
+    """Bearer-authenticated client; 429 and 5xx are retried with backoff up to `retry_deadline`."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 10.0,
+        retry_deadline: float = 60.0,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.base_url = (base_url or DEFAULT_RENDER_API_URL).rstrip("/")
+        self.host = httpx.URL(self.base_url).host or self.base_url
+        self.retry_deadline = retry_deadline
+        self._sleep = sleep
+        self._clock = clock
+        headers = {"Accept": "application/json", "User-Agent": "koinonia-infra"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx.Client(
+            base_url=self.base_url + "/",
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def for_descriptor(
+        cls, descriptor: Descriptor, base_url: str | None = None, **kwargs: Any
+    ) -> RenderClient | None:
+        """Client for a deployment, or None when no API key is available."""
+        url = (
+            base_url
+            or os.environ.get("RENDER_API_URL")
+            or descriptor.render_api_url
+            or DEFAULT_RENDER_API_URL
+        )
+        key: str | None = None
+        if descriptor.render_api_key is not None:
+            key = descriptor.render_api_key.get_secret_value()
+        else:
+            key = next((os.environ[v] for v in API_KEY_ENV_VARS if os.environ.get(v)), None)
+        if not key:
+            return None
+        return cls(url, key, **kwargs)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RenderClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        service_id: str | None = None,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        deadline = self._clock() + self.retry_deadline
+        attempt = 0
+        connect_failures = 0
+        what = f"{method} {path}"
+        while True:
+            try:
+                response = self._http.request(method, path.lstrip("/"), params=params, json=json)
+            except httpx.ConnectError as exc:
+                # Nothing was sent, so even a POST is safe to repeat — but only briefly: a refused
+                # connection usually means a wrong URL, not a blip.
+                connect_failures += 1
+                if connect_failures >= 3 or self._clock() + 1.0 > deadline:
+                    raise RenderApiError(
+                        f"Render API at {self.host} unreachable: {_reason(exc)}"
+                    ) from None
+                self._sleep(0.5 * connect_failures)
+                continue
+            except httpx.TimeoutException:
+                raise RenderApiError(f"Render API at {self.host} timed out ({what})") from None
+            except httpx.HTTPError as exc:
+                raise RenderApiError(
+                    f"Render API at {self.host}: {what} failed: {_reason(exc)}"
+                ) from None
+            status = response.status_code
+            if status == 429 or status >= 500:
+                wait = self._backoff(attempt, response)
+                remaining = deadline - self._clock()
+                if wait > remaining:
+                    label = "rate limited (429)" if status == 429 else f"HTTP {status}"
+                    raise RenderApiError(
+                        f"Render API at {self.host}: {what} still {label} after retrying "
+                        f"for {self.retry_deadline:g}s"
+                    )
+                self._sleep(wait)
+                attempt += 1
+                continue
+            if status >= 400:
+                raise self._error(response, what, service_id)
+            return response
+
+    def _backoff(self, attempt: int, response: httpx.Response) -> float:
+        asked = _retry_after_seconds(response, time.time())
+        # Full jitter on an exponential base keeps parallel clients from retrying in lockstep.
+        if asked is not None:
+            # The server knows when the window resets; a little jitter avoids a thundering herd.
+            return asked + random.uniform(0, min(1.0, 0.1 + asked * 0.1))
+        exp = min(30.0, 0.5 * 2.0**attempt)
+        return exp / 2 + random.uniform(0, exp / 2)
+
+    def _error(self, response: httpx.Response, what: str, service_id: str | None) -> RenderApiError:
+        status = response.status_code
+        if status in (401, 403):
+            hint = "set RENDER_API_KEY (or RENDER_APIKEY) to a valid key"
+            return RenderApiError(
+                f"the Render API key was rejected by {self.host} (HTTP {status}); {hint}"
+            )
+        if status == 404:
+            if service_id is not None:
+                return RenderApiError(f"Render service {service_id} not found at {self.host}")
+            return RenderApiError(f"Render API at {self.host}: {what}: not found")
+        if status == 409:
+            target = service_id or what
+            return RenderApiError(f"a deploy is already in progress for {target}")
+        return RenderApiError(
+            f"Render API at {self.host}: {what} refused (HTTP {status}): {_api_message(response)}"
+        )
+
+    def _get_json(self, path: str, *, service_id: str | None = None, **params: Any) -> Any:
+        response = self._request("GET", path, service_id=service_id, params=params or None)
+        return _decode(response, f"GET {path}", self.host)
+
+    def _paginate(
+        self,
+        path: str,
+        key: str,
+        *,
+        service_id: str | None = None,
+        limit: int | None = None,
+        **params: Any,
+    ) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        seen = 0
+        while True:
+            page_limit = PAGE_LIMIT if limit is None else min(PAGE_LIMIT, limit - seen)
+            query: dict[str, Any] = {**params, "limit": page_limit}
+            if cursor:
+                query["cursor"] = cursor
+            page = self._get_json(path, service_id=service_id, **query)
+            if not isinstance(page, list):
+                raise RenderApiError(f"Render API at {self.host}: GET {path}: expected a list")
+            for item in page:
+                if not isinstance(item, dict) or not isinstance(item.get(key), dict):
+                    raise RenderApiError(
+                        f"Render API at {self.host}: GET {path}: item without {key!r}"
+                    )
+                yield item[key]
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+            next_cursor = page[-1].get("cursor") if page else None
+            if len(page) < page_limit or not next_cursor or next_cursor == cursor:
+                return
+            cursor = str(next_cursor)
+
+    # -- services --------------------------------------------------------------------------
+
+    def get_service(self, service_id: str) -> Service:
+        data = self._get_json(f"/services/{service_id}", service_id=service_id)
+        return _parse(Service, data, f"service {service_id}", self.host)
+
+    def find_services(self, name: str) -> list[Service]:
+        return [
+            _parse(Service, item, f"services named {name}", self.host)
+            for item in self._paginate("/services", "service", name=name)
+        ]
+
+    def suspend(self, service_id: str) -> None:
+        self._request("POST", f"/services/{service_id}/suspend", service_id=service_id)
+
+    def resume(self, service_id: str) -> None:
+        self._request("POST", f"/services/{service_id}/resume", service_id=service_id)
+
+    def env_vars(self, service_id: str) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for item in self._paginate(
+            f"/services/{service_id}/env-vars", "envVar", service_id=service_id
+        ):
+            key, value = item.get("key"), item.get("value")
+            if isinstance(key, str):
+                result[key] = value if isinstance(value, str) else ""
+        return result
+
+    # -- deploys ---------------------------------------------------------------------------
+
+    def list_deploys(self, service_id: str, limit: int = 20) -> list[Deploy]:
+        """Most recent first, as Render returns them."""
+        return [
+            _parse(Deploy, item, f"deploys of {service_id}", self.host)
+            for item in self._paginate(
+                f"/services/{service_id}/deploys", "deploy", service_id=service_id, limit=limit
+            )
+        ]
+
+    def latest_deploy(self, service_id: str) -> Deploy | None:
+        deploys = self.list_deploys(service_id, limit=1)
+        return deploys[0] if deploys else None
+
+    def get_deploy(self, service_id: str, deploy_id: str) -> Deploy:
+        data = self._get_json(f"/services/{service_id}/deploys/{deploy_id}", service_id=service_id)
+        return _parse(Deploy, data, f"deploy {deploy_id} of {service_id}", self.host)
+
+    def trigger_deploy(self, service_id: str) -> Deploy:
+        path = f"/services/{service_id}/deploys"
+        response = self._request("POST", path, service_id=service_id, json={})
+        data = _decode(response, f"POST {path}", self.host) if response.content else None
+        if isinstance(data, dict) and "id" in data:
+            return _parse(Deploy, data, f"new deploy of {service_id}", self.host)
+        # 202 "queued" answers may carry no body: the newest deploy is the one just queued.
+        latest = self.latest_deploy(service_id)
+        if latest is None:
+            raise RenderApiError(f"Render API at {self.host}: no deploy recorded for {service_id}")
+        return latest
+
+    def wait_for_deploy(
+        self,
+        service_id: str,
+        deploy_id: str | None,
+        *,
+        timeout: float,
+        on_poll: Callable[[Deploy], None] | None = None,
+    ) -> Deploy:
+        """Poll until the deploy is terminal; a failed deploy is returned, the caller decides.
+
+        `deploy_id=None` follows the service's latest deploy.
+        """
+        deadline = self._clock() + timeout
+        delay = 0.25
+        last: Deploy | None = None
+        while True:
+            if deploy_id is None:
+                last = self.latest_deploy(service_id)
+            else:
+                last = self.get_deploy(service_id, deploy_id)
+            if last is not None:
+                if on_poll is not None:
+                    on_poll(last)
+                if last.status in DEPLOY_TERMINAL:
+                    return last
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                seen = last.status if last is not None else "no deploy"
+                which = f"deploy {last.id}" if last is not None else "deploy"
+                raise OperationFailed(
+                    f"service {service_id}: {which} still {seen} after {timeout:g}s"
+                )
+            self._sleep(min(delay, remaining))
+            delay = min(delay * 1.5, 3.0)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _api_message(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.reason_phrase or "no message"
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return str(data["message"])[:200]
+    return response.reason_phrase or "no message"
+
+
+def _decode(response: httpx.Response, what: str, host: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise RenderApiError(f"Render API at {host}: {what}: answer is not JSON") from None
+
+
+def _parse(model: type[M], data: Any, what: str, host: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise RenderApiError(
+            f"Render API at {host}: unexpected answer for {what}: {loc}: {first['msg']}"
+        ) from None
