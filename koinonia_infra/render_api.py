@@ -207,7 +207,7 @@ class RenderClient:
                     raise RenderApiError(
                         f"Render API at {self.host} unreachable: {_reason(exc)}"
                     ) from None
-                self._sleep(0.5 * connect_failures)
+                self._sleep(0.25 * connect_failures)
                 continue
             except httpx.TimeoutException:
                 raise RenderApiError(f"Render API at {self.host} timed out ({what})") from None

@@ -8,8 +8,8 @@ import os
 import sys
 from typing import Any
 
-import click
 import typer
+from typer import _click
 from typer.core import TyperGroup
 
 from koinonia_infra.cli import engine_cmds, ops, plan, sandbox, verify
@@ -31,7 +31,7 @@ def debug_enabled() -> bool:
 class KoinoniaGroup(TyperGroup):
     """Turns the project's exceptions into one red line and a meaningful exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: _click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except KoinoniaError as exc:
@@ -39,7 +39,7 @@ class KoinoniaGroup(TyperGroup):
                 output.err.print_exception()
             output.error(exc.message)
             for line in exc.lines:
-                output.err.print(f"  {click.style(line, fg='red')}", highlight=False, markup=False)
+                output.err.print(f"  {typer.style(line, fg='red')}", highlight=False, markup=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             output.error("interrupted")

@@ -1,9 +1,256 @@
-"""(placeholder: commands registered here)"""
+"""Day-2 operations over Render's REST API: `status`, `drill failover`, `rollout`."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from koinonia_infra.console import output
+from koinonia_infra.errors import EnvironmentProblem, UsageError
+
+if TYPE_CHECKING:
+    from koinonia_infra.descriptor import Descriptor
+    from koinonia_infra.render_api import RenderClient
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+class StatusFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+StackOpt = Annotated[
+    str | None, typer.Option("--stack", help="Stack whose outputs describe the deployment.")
+]
+OutputsOpt = Annotated[
+    Path | None,
+    typer.Option("--outputs", help="Deployment descriptor or `pulumi stack output --json` file."),
+]
+TargetOpt = Annotated[
+    str | None, typer.Option("--target", help="`sandbox`: the local sandbox's deployment.")
+]
+StateDirOpt = Annotated[
+    Path | None, typer.Option("--state-dir", help="Sandbox state dir (with --target sandbox).")
+]
+ApiUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--render-api-url",
+        help="Render API base URL (default: $RENDER_API_URL, the descriptor's, or Render's).",
+    ),
+]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", help="Also write the report to FILE (Markdown; JSON if *.json)."),
+]
+
+
+def _descriptor(
+    stack: str | None, outputs: Path | None, target: str | None, state_dir: Path | None
+) -> Descriptor:
+    from koinonia_infra.targets import resolve_descriptor
+
+    return resolve_descriptor(stack=stack, outputs=outputs, target=target, state_dir=state_dir)
+
+
+def _client(descriptor: Descriptor, api_url: str | None, *, required: str | None) -> RenderClient:
+    from koinonia_infra.render_api import RenderClient
+
+    client = RenderClient.for_descriptor(descriptor, api_url)
+    if client is None:
+        raise EnvironmentProblem(
+            f"{required} needs the Render API: set RENDER_API_KEY (or RENDER_APIKEY)"
+        )
+    return client
+
+
+def _write_report(path: Path, markdown: str, data: dict[str, object]) -> None:
+    import json
+
+    text = json.dumps(data, indent=2) + "\n" if path.suffix == ".json" else markdown
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--report {path}: cannot write: {exc.strerror}") from None
+    output.info(f"report written to {path}")
+
+
+def status(
+    *,
+    stack: StackOpt = None,
+    outputs: OutputsOpt = None,
+    target: TargetOpt = None,
+    state_dir: StateDirOpt = None,
+    render_api_url: ApiUrlOpt = None,
+    fmt: Annotated[StatusFormat, typer.Option("--format", help="table or json.")] = (
+        StatusFormat.table
+    ),
+) -> None:
+    """Show every service (instances and edge): suspended, latest deploy, /health and latency."""
+    from koinonia_infra.ops.common import probe_health
+    from koinonia_infra.ops.status import collect_status
+    from koinonia_infra.render_api import RenderClient
+
+    descriptor = _descriptor(stack, outputs, target, state_dir)
+    client = RenderClient.for_descriptor(descriptor, render_api_url)
+    if client is None:
+        output.warning("no Render API key (RENDER_API_KEY): showing /health only")
+    try:
+        report = collect_status(descriptor, client, probe_health)
+    finally:
+        if client is not None:
+            client.close()
+    if fmt is StatusFormat.json:
+        output.json(report.to_json())
+    else:
+        output.out.print(report.table())
+
+
+drill_app = typer.Typer(help="Rehearse failures against the live deployment.", no_args_is_help=True)
+
+
+@drill_app.command("failover")
+def drill_failover(
+    *,
+    instance: Annotated[int, typer.Option("--instance", help="Instance to suspend.")] = 1,
+    duration: Annotated[
+        float, typer.Option("--duration", min=1, help="Seconds the instance stays suspended.")
+    ] = 10.0,
+    rate: Annotated[
+        float, typer.Option("--rate", min=1, max=5000, help="Requests per second through the edge.")
+    ] = 200.0,
+    stack: StackOpt = None,
+    outputs: OutputsOpt = None,
+    target: TargetOpt = None,
+    state_dir: StateDirOpt = None,
+    render_api_url: ApiUrlOpt = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or markdown.")] = (
+        Format.table
+    ),
+    report_file: ReportOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Suspend one instance under steady edge traffic, measure, resume it (always).
+
+    Needs two healthy instances; checks against the runbook's failover checklist.
+    """
+    from koinonia_infra.ops.common import SteadyRun, probe_health, sigterm_as_interrupt
+    from koinonia_infra.ops.drill import run_failover_drill
+    from koinonia_infra.ops.render import drill_markdown, drill_renderable
+
+    descriptor = _descriptor(stack, outputs, target, state_dir)
+    inst = descriptor.instance(instance)
+    client = _client(descriptor, render_api_url, required="drill failover")
+    if not yes:
+        if not output.interactive:
+            raise UsageError(
+                f"drill failover suspends api-{instance} ({inst.name}): pass --yes to run it "
+                "without a prompt"
+            )
+        if not typer.confirm(
+            f"Suspend api-{instance} ({inst.name}) for {duration:g}s under {rate:g} req/s?",
+            default=False,
+        ):
+            raise typer.Exit(1)
+    with sigterm_as_interrupt(), client:
+        report = run_failover_drill(
+            descriptor,
+            client,
+            instance=instance,
+            duration=duration,
+            rate=rate,
+            start_traffic=SteadyRun,
+            probe=probe_health,
+            on_event=output.info,
+        )
+    if report_file is not None:
+        _write_report(report_file, drill_markdown(report), report.to_json())
+    if fmt is Format.json:
+        output.json(report.to_json())
+    elif fmt is Format.markdown:
+        output.text(drill_markdown(report))
+    else:
+        output.out.print(drill_renderable(report))
+    if report.exit_code:
+        resumed = "resumed" if report.resumed else "NOT resumed: resume it by hand"
+        output.error(f"{report.error or report.outcome} (api-{instance} {resumed})")
+        raise typer.Exit(report.exit_code)
+
+
+def rollout(
+    *,
+    order: Annotated[
+        str | None,
+        typer.Option(
+            "--order", help="Instances in deploy order, e.g. 2,1 (default: highest first)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds each deploy may take to go live.")
+    ] = 900.0,
+    rate: Annotated[
+        float, typer.Option("--rate", min=1, max=5000, help="Requests per second through the edge.")
+    ] = 200.0,
+    stack: StackOpt = None,
+    outputs: OutputsOpt = None,
+    target: TargetOpt = None,
+    state_dir: StateDirOpt = None,
+    render_api_url: ApiUrlOpt = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or markdown.")] = (
+        Format.table
+    ),
+    report_file: ReportOpt = None,
+) -> None:
+    """Redeploy one instance at a time, health-gated, under measured steady traffic.
+
+    A failed deploy stops the rollout (exit 1); the remaining instances stay untouched.
+    """
+    from koinonia_infra.ops.common import SteadyRun, probe_health, sigterm_as_interrupt
+    from koinonia_infra.ops.render import rollout_markdown, rollout_renderable
+    from koinonia_infra.ops.rollout import parse_order, run_rollout
+
+    descriptor = _descriptor(stack, outputs, target, state_dir)
+    sequence = parse_order(order, descriptor)
+    client = _client(descriptor, render_api_url, required="rollout")
+
+    def refresh() -> Descriptor:
+        return _descriptor(stack, outputs, target, state_dir)
+
+    with sigterm_as_interrupt(), client:
+        report = run_rollout(
+            descriptor,
+            client,
+            order=sequence,
+            start_traffic=SteadyRun,
+            probe=probe_health,
+            rate=rate,
+            deploy_timeout=timeout,
+            on_event=output.info,
+            refresh=refresh if target is not None or outputs is not None else None,
+        )
+    if report_file is not None:
+        _write_report(report_file, rollout_markdown(report), report.to_json())
+    if fmt is Format.json:
+        output.json(report.to_json())
+    elif fmt is Format.markdown:
+        output.text(rollout_markdown(report))
+    else:
+        output.out.print(rollout_renderable(report))
+    if report.exit_code:
+        output.error(report.error or report.outcome)
+        raise typer.Exit(report.exit_code)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    app.command("status")(status)
+    app.add_typer(drill_app, name="drill")
+    app.command("rollout")(rollout)

@@ -1,9 +1,178 @@
-"""(placeholder: commands registered here)"""
+"""`sandbox up | status | down`: the production architecture on this machine."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
 import typer
+
+from koinonia_infra.console import output
+
+if TYPE_CHECKING:
+    from koinonia_infra.sandbox.lifecycle import DownResult, StatusResult, UpResult
+
+Format = Literal["table", "json"]
+
+sandbox_app = typer.Typer(
+    name="sandbox",
+    help="Rehearse locally: PostgreSQL, Redis, N API instances, the Caddy edge and a "
+    "Render-shaped control plane, all on 127.0.0.1.",
+    no_args_is_help=True,
+)
+
+_STATE_DIR = typer.Option(
+    None,
+    "--state-dir",
+    help="Where the sandbox keeps its data, logs and descriptor "
+    "[default: $XDG_STATE_HOME/koinonia-infra/sandbox].",
+    file_okay=False,
+)
+_FORMAT = typer.Option("table", "--format", help="table or json.")
+
+
+def _check_format(fmt: str) -> Format:
+    from koinonia_infra.errors import UsageError
+
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format {fmt}: choose table or json")
+    return "json" if fmt == "json" else "table"
+
+
+@sandbox_app.command("up")
+def up_command(
+    instances: int = typer.Option(2, "--instances", "-n", help="Number of API instances."),
+    state_dir: Path | None = _STATE_DIR,
+    fmt: str = _FORMAT,
+) -> None:
+    """Start the sandbox and wait until every part is healthy."""
+    from koinonia_infra.sandbox.lifecycle import up
+
+    chosen = _check_format(fmt)
+    result = up(state_dir, instances, progress=lambda m: output.info(f"  {m}"))
+    _render_up(result, chosen)
+
+
+@sandbox_app.command("status")
+def status_command(state_dir: Path | None = _STATE_DIR, fmt: str = _FORMAT) -> None:
+    """Show the sandbox's processes and whether each instance and the edge are healthy."""
+    from koinonia_infra.sandbox.lifecycle import status
+
+    chosen = _check_format(fmt)
+    _render_status(status(state_dir), chosen)
+
+
+@sandbox_app.command("down")
+def down_command(
+    state_dir: Path | None = _STATE_DIR,
+    purge: bool = typer.Option(
+        False, "--purge", help="Also delete the state dir (database, logs, descriptor)."
+    ),
+) -> None:
+    """Stop every process the sandbox started; keeps its data unless --purge."""
+    from koinonia_infra.sandbox.lifecycle import down
+
+    _render_down(down(state_dir, purge=purge))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    app.add_typer(sandbox_app)
+
+
+# ---- rendering ---------------------------------------------------------------------------------
+
+
+def _up_json(result: UpResult) -> dict[str, Any]:
+    d = result.descriptor
+    return {
+        "stateDir": str(result.state_dir),
+        "alreadyRunning": result.already_running,
+        "seconds": round(result.seconds, 2),
+        "descriptorPath": str(result.state_dir / "descriptor.json"),
+        "descriptor": d.public_dict(),
+        "processes": [
+            {"role": r.role, "pid": r.pid, "pgid": r.pgid}
+            for r in (result.state.all_records() if result.state else [])
+        ],
+    }
+
+
+def _render_up(result: UpResult, fmt: Format) -> None:
+    if result.already_running:
+        output.warning(
+            f"sandbox already running in {result.state_dir} (edge {result.descriptor.edge_url}); "
+            "nothing started"
+        )
+    else:
+        output.success(f"sandbox up in {result.seconds:.1f}s")
+    if fmt == "json":
+        output.json(_up_json(result))
+        return
+    from rich.table import Table
+
+    d = result.descriptor
+    table = Table(title=f"sandbox · {result.state_dir}", title_justify="left")
+    for column in ("service", "name", "id", "url"):
+        table.add_column(column, overflow="fold")
+    table.add_row("edge", d.edge.name if d.edge else "", d.edge.service_id if d.edge else "",
+                  d.edge_url)  # fmt: skip
+    for inst in d.instances:
+        table.add_row(f"api-{inst.number}", inst.name, inst.service_id, inst.url)
+    table.add_row("control plane", "Render API", "", d.render_api_url or "")
+    output.out.print(table)
+    output.info(f"descriptor: {result.state_dir / 'descriptor.json'}  (token inside, mode 0600)")
+
+
+def _render_status(result: StatusResult, fmt: Format) -> None:
+    if fmt == "json":
+        output.json(
+            {
+                "stateDir": str(result.state_dir),
+                "running": result.running,
+                "processes": [
+                    {"role": r.role, "pid": r.pid, "pgid": r.pgid, "alive": alive}
+                    for r, alive in result.processes
+                ],
+                "health": [
+                    {"name": p.name, "url": p.url, "ok": p.ok, "detail": p.detail}
+                    for p in result.probes
+                ],
+                "descriptor": result.descriptor.public_dict() if result.descriptor else None,
+            }
+        )
+        return
+    if not result.processes:
+        output.info(f"no sandbox in {result.state_dir}: start one with `koinonia-infra sandbox up`")
+        return
+    from rich.table import Table
+
+    state = "running" if result.running else "stopped"
+    table = Table(title=f"sandbox · {state} · {result.state_dir}", title_justify="left")
+    for column in ("process", "pid", "state"):
+        table.add_column(column)
+    for record, alive in result.processes:
+        table.add_row(record.role, str(record.pid), "[green]up[/]" if alive else "[red]gone[/]")
+    output.out.print(table)
+    if result.probes:
+        health = Table(title="health", title_justify="left")
+        for column in ("service", "url", "result"):
+            health.add_column(column, overflow="fold")
+        for probe in result.probes:
+            mark = "[green]✓[/]" if probe.ok else "[red]✗[/]"
+            health.add_row(probe.name, probe.url, f"{mark} {probe.detail}")
+        output.out.print(health)
+
+
+def _render_down(result: DownResult) -> None:
+    if result.was_running:
+        roles = ", ".join(r.role for r in result.stopped)
+        output.success(f"sandbox stopped ({roles})")
+        if result.killed:
+            output.warning("force-killed: " + ", ".join(r.role for r in result.killed))
+    else:
+        output.info(f"no running sandbox in {result.state_dir}")
+    for path in result.purged:
+        output.info(f"removed {path}")
+    if not result.purged and result.state_dir.exists():
+        output.info(f"data kept in {result.state_dir} (`sandbox down --purge` removes it)")

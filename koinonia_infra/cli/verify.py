@@ -1,9 +1,134 @@
-"""(placeholder: commands registered here)"""
+"""`koinonia-infra verify`: health, load distribution, latency, parity and deploy status."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from koinonia_infra.console import output
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from koinonia_infra.verify.model import VerifyReport
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+def verify(
+    *,
+    stack: Annotated[
+        str | None,
+        typer.Option("--stack", "-s", help="Verify this stack's outputs (default prod)."),
+    ] = None,
+    outputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--outputs", metavar="FILE", help="A descriptor / `pulumi stack output --json` file."
+        ),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", metavar="sandbox", help="Verify the local sandbox.")
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", metavar="DIR", help="The sandbox's state dir (with --target)."),
+    ] = None,
+    requests: Annotated[
+        int | None,
+        typer.Option("--requests", "-n", min=1, max=1_000_000, help="Requests through the edge."),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", "-c", min=1, max=1024, help="Requests in flight at once."),
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            min=0,
+            max=86_400,
+            help="Re-run failing checks with backoff until all pass or this deadline.",
+        ),
+    ] = 0.0,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="table, json or markdown (the sign-off).")
+    ] = Format.table,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", metavar="FILE", help="Also write the Markdown sign-off here."),
+    ] = None,
+    render_api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--render-api-url",
+            metavar="URL",
+            help="Render API base URL (default: RENDER_API_URL, the descriptor's, or Render's).",
+        ),
+    ] = None,
+) -> None:
+    """Prove a deployment works: each instance's and the edge's /health, the load split through
+    the edge, latency p50/p95/p99, error rate, config parity and deploy status (Render API).
+    Exit 0 when every check passes, 1 when one fails."""
+    from koinonia_infra.errors import OperationFailed, UsageError
+    from koinonia_infra.verify.runner import verify_deployment
+
+    result = verify_deployment(
+        stack=stack,
+        outputs=outputs,
+        target=target,
+        state_dir=state_dir,
+        render_api_url=render_api_url,
+        overrides={"requests": requests, "concurrency": concurrency, "wait_seconds": wait},
+        on_progress=output.info,
+    )
+    if report is not None:
+        try:
+            report.write_text(result.to_markdown(), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--report {report}: cannot write: {exc.strerror}") from None
+    if fmt is Format.json:
+        output.json(result.to_json())
+    elif fmt is Format.markdown:
+        output.text(result.to_markdown())
+    else:
+        output.out.print(render_table(result), soft_wrap=False)
+        for check in result.failed:
+            output.text(f"✗ {check.id} {check.target}: {check.reason}")
+    if report is not None:
+        output.info(f"sign-off written to {report}")
+    if not result.passed:
+        failed = result.failed
+        names = ", ".join(f"{c.id} {c.target}" for c in failed[:6])
+        more = f" (+{len(failed) - 6} more)" if len(failed) > 6 else ""
+        raise OperationFailed(f"verification failed: {len(failed)} check(s): {names}{more}")
+    output.success(f"all checks passed in {result.duration_seconds:.1f}s")
+
+
+def render_table(result: VerifyReport) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
+    style = {"pass": "[green]PASS[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]SKIP[/]"}
+    table = Table(title=f"verify {escape(str(result.deployment.get('edgeUrl')))}")
+    for column in ("check", "target", "result", "measured", "threshold"):
+        table.add_column(column)
+    for c in result.checks:
+        measured = c.measured if c.status != "skip" else (c.reason or c.measured)
+        table.add_row(
+            escape(c.name), escape(c.target), style[c.status], escape(measured), escape(c.threshold)
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    app.command("verify")(verify)

@@ -1,0 +1,60 @@
+"""`koinonia-infra --help` wall time ÷ a bare typer hello-world's `--help` (target ≤ 1.3).
+
+    .venv/bin/python benchmarks/bench_help.py [--runs N]
+
+Exits 1 when the target is missed. Both run with the same interpreter, so the ratio measures only
+what the CLI imports on top of typer (pulumi must not be among it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from _timing import PYTHON, medians, verdict
+
+TARGET = 1.3
+HELLO = """\
+import typer
+
+app = typer.Typer()
+
+
+@app.command()
+def hello(name: str = "world") -> None:
+    typer.echo(f"hello {name}")
+
+
+app()
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        hello = Path(tmp) / "hello.py"
+        hello.write_text(HELLO)
+        times = medians(
+            {
+                "hello": ([PYTHON, str(hello), "--help"], None),
+                "koinonia-infra": (
+                    [PYTHON, "-c", "from koinonia_infra.cli import main; main()", "--help"],
+                    None,
+                ),
+            },
+            args.runs,
+        )
+    ratio = times["koinonia-infra"] / times["hello"]
+    print(f"typer hello-world --help : {times['hello'] * 1000:7.1f} ms (median of {args.runs})")
+    print(f"koinonia-infra --help    : {times['koinonia-infra'] * 1000:7.1f} ms")
+    ok = ratio <= TARGET
+    print(f"ratio                    : {ratio:7.2f}  (target ≤ {TARGET}) {verdict(ok)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The traffic probe must not distort what it measures: side by side with `wrk` on the sandbox
+edge, and the whole `verify` on a 2-instance sandbox.
+
+    .venv/bin/python benchmarks/bench_probe.py [--state-dir DIR] [--rounds N]
+
+Targets: probe req/s ÷ wrk req/s at concurrency 32 ≥ 0.25; probe p50 ÷ wrk p50 at concurrency
+8 ≤ 2.5; `verify --requests 1000` < 3 s. Starts (and stops) its own sandbox unless --state-dir
+names a running one. Without `wrk` the comparison is skipped with a message. Exits 1 when a
+target is missed. Rounds are interleaved so background load affects both clients alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _timing import ROOT
+
+RATE_TARGET = 0.25
+P50_TARGET = 2.5
+VERIFY_LIMIT = 3.0
+SECONDS = 3
+
+
+def _ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", value.strip())
+    if not match:
+        raise SystemExit(f"cannot read wrk latency {value!r}")
+    number, unit = float(match.group(1)), match.group(2)
+    return number / 1000 if unit == "us" else number * 1000 if unit == "s" else number
+
+
+def run_wrk(url: str, concurrency: int) -> tuple[float, float]:
+    """(req/s, p50 ms)."""
+    threads = min(2, concurrency)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{SECONDS}s", "--latency", url],
+        capture_output=True, text=True, timeout=SECONDS + 30, check=True,
+    ).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    return rps, p50
+
+
+def run_probe(url: str, concurrency: int, requests: int) -> tuple[float, float]:
+    from koinonia_infra.traffic import burst, latency_summary
+
+    result = burst(url, requests=requests, concurrency=concurrency)
+    failed = sum(1 for s in result.samples if not s.ok)
+    if failed:
+        print(f"  warning: {failed} probe request(s) failed", file=sys.stderr)
+    p50 = latency_summary(result.samples).p50_ms
+    assert p50 is not None
+    return result.requests_per_second, p50
+
+
+def time_verify(state_dir: Path) -> float:
+    cli = "from koinonia_infra.cli import main; main()"
+    argv = [sys.executable, "-c", cli, "verify", "--target", "sandbox",
+            "--state-dir", str(state_dir), "--requests", "1000", "--format", "json"]  # fmt: skip
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    elapsed = time.perf_counter() - t0
+    if done.returncode != 0:
+        print(done.stdout[-2000:], done.stderr[-2000:], sep="\n", file=sys.stderr)
+        raise SystemExit(f"verify failed with exit {done.returncode}")
+    reported = json.loads(done.stdout)["durationSeconds"]
+    print(f"verify --requests 1000: {elapsed:.2f} s wall ({reported:.2f} s inside verify)")
+    return elapsed
+
+
+def bench(state_dir: Path, rounds: int) -> int:
+    from koinonia_infra.descriptor import load_descriptor
+    from koinonia_infra.targets import sandbox_descriptor_path
+
+    url = load_descriptor(sandbox_descriptor_path(state_dir)).edge_url.rstrip("/") + "/health"
+    ok = True
+    if shutil.which("wrk") is None:
+        print("wrk not installed: skipping the probe-vs-wrk comparison (apt-get install wrk)")
+    else:
+        run_probe(url, 8, 500)  # warm-up: connections, caches, Caddy's health state
+        w32, p32, w8, p8 = [], [], [], []
+        for _ in range(rounds):
+            w32.append(run_wrk(url, 32))
+            p32.append(run_probe(url, 32, max(500, int(w32[-1][0] * SECONDS))))
+            w8.append(run_wrk(url, 8))
+            p8.append(run_probe(url, 8, max(500, int(w8[-1][0] * SECONDS))))
+        wrk_rps = statistics.median(r for r, _ in w32)
+        probe_rps = statistics.median(r for r, _ in p32)
+        wrk_p50 = statistics.median(p for _, p in w8)
+        probe_p50 = statistics.median(p for _, p in p8)
+        rate_ratio = probe_rps / wrk_rps
+        p50_ratio = probe_p50 / wrk_p50
+        print(f"concurrency 32: probe {probe_rps:,.0f} req/s, wrk {wrk_rps:,.0f} req/s "
+              f"-> ratio {rate_ratio:.2f} (target >= {RATE_TARGET})")  # fmt: skip
+        print(f"concurrency 8:  probe p50 {probe_p50:.2f} ms, wrk p50 {wrk_p50:.2f} ms "
+              f"-> ratio {p50_ratio:.2f} (target <= {P50_TARGET})")  # fmt: skip
+        ok = rate_ratio >= RATE_TARGET and p50_ratio <= P50_TARGET
+    elapsed = statistics.median(time_verify(state_dir) for _ in range(rounds))
+    print(f"verify median: {elapsed:.2f} s (target < {VERIFY_LIMIT} s)")
+    ok = ok and elapsed < VERIFY_LIMIT
+    print("PASS" if ok else "FAIL: a target was missed")
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", type=Path, help="a running sandbox to use")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if args.state_dir is not None:
+        return bench(args.state_dir, args.rounds)
+    from koinonia_infra.sandbox.lifecycle import down, up
+
+    with tempfile.TemporaryDirectory(prefix="bench-probe-") as tmp:
+        state_dir = Path(tmp)
+        up(state_dir, 2)
+        try:
+            return bench(state_dir, args.rounds)
+        finally:
+            down(state_dir, purge=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

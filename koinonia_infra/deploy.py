@@ -1,0 +1,563 @@
+"""Orchestration of `preview`, `up` and `destroy-instance`, free of engine details.
+
+Everything here talks to the engine through the `Engine` protocol (koinonia_infra.engine), to the
+user through a `DeployUI`, and to Render and the deployment through small injected callables, so
+every decision (confirmation, refusals, guard rails, the stack-file restore, deploy waiting, exit
+codes) is tested with fakes at those seams.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from koinonia_infra.descriptor import Descriptor, InstanceRef
+from koinonia_infra.errors import KoinoniaError, OperationFailed, UsageError
+
+if TYPE_CHECKING:
+    from koinonia_infra.engine import Engine, EventSink
+
+DATASTORE_TYPES = frozenset({"render:postgres:Postgres", "render:key-value:KeyValue"})
+WEB_SERVICE = "render:services:WebService"
+ENV_VARS = "render:services:EnvVarsForService"
+API_SERVICE_NAME = re.compile(r"^api-(\d+)$")
+EDGE_NAMES = frozenset({"edge", "edge-env"})
+
+# The engine reports one replacement as up to three steps; they are shown and counted as one.
+REPLACE_OPS = frozenset({"replace", "create-replacement", "delete-replaced"})
+DELETE_OPS = frozenset({"delete", "discard"})
+QUIET_OPS = frozenset({"same", "read", "refresh"})
+# Deploy states that end a wait; anything else in DEPLOY_FAILURE_STATES fails the command.
+DEPLOY_OK_STATES = frozenset({"live"})
+DEPLOY_FAILURE_STATES = frozenset(
+    {"build_failed", "update_failed", "pre_deploy_failed", "canceled"}
+)
+DEFAULT_DEPLOY_TIMEOUT = 900.0
+
+
+def logical_name(urn: str) -> str:
+    """`urn:pulumi:prod::koinonia::render:services:WebService::api-2` → `api-2`."""
+    return urn.rsplit("::", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One planned (or performed) resource operation, as the engine announced it."""
+
+    op: str
+    urn: str
+    type: str
+    keys: tuple[str, ...] = ()  # properties forcing a replacement
+    diffs: tuple[str, ...] = ()  # properties that change
+
+    @property
+    def name(self) -> str:
+        return logical_name(self.urn)
+
+    @property
+    def is_replace(self) -> bool:
+        return self.op in REPLACE_OPS
+
+    @property
+    def is_delete(self) -> bool:
+        return self.op in DELETE_OPS
+
+    @property
+    def is_datastore(self) -> bool:
+        return self.type in DATASTORE_TYPES
+
+    @property
+    def is_api_service(self) -> bool:
+        return self.type == WEB_SERVICE and API_SERVICE_NAME.match(self.name) is not None
+
+    @property
+    def loud(self) -> bool:
+        return self.is_replace or self.is_delete
+
+    @property
+    def critical(self) -> bool:
+        """A replace or delete that loses data or an instance's identity (id, URL)."""
+        return self.loud and (self.is_datastore or self.is_api_service)
+
+    def reason(self) -> str:
+        """Why the engine replaces or changes it, when it said so."""
+        if self.keys:
+            return "replacement forced by changes to " + ", ".join(self.keys)
+        if self.diffs:
+            return "changes to " + ", ".join(self.diffs)
+        if self.is_delete:
+            return "no longer declared"
+        return ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"op": self.op, "urn": self.urn, "type": self.type}
+
+
+def merge_op(previous: str | None, new: str) -> str:
+    if previous is None or previous in QUIET_OPS:
+        return "replace" if new in REPLACE_OPS else new
+    if previous in REPLACE_OPS or new in REPLACE_OPS:
+        return "replace"
+    return previous
+
+
+@dataclass
+class ChangePlan:
+    """What an update would do: one step per resource (replacements collapsed), and the
+    engine's change summary."""
+
+    stack: str
+    steps: list[Step] = field(default_factory=list)
+    summary: dict[str, int] = field(default_factory=dict)
+    policy_violations: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> list[Step]:
+        return [s for s in self.steps if s.op not in QUIET_OPS]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes) or any(
+            count for op, count in self.summary.items() if op not in QUIET_OPS
+        )
+
+    @property
+    def data_loss(self) -> list[Step]:
+        return [s for s in self.changes if s.is_datastore and s.loud]
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `preview --format json` shape (see docs/engine.md)."""
+        return {
+            "stack": self.stack,
+            "changeSummary": {op: int(n) for op, n in sorted(self.summary.items())},
+            "steps": [s.to_json() for s in self.changes],
+        }
+
+
+@dataclass
+class UpdateResult:
+    summary: dict[str, int]
+    outputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    service: str
+    service_id: str
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status in DEPLOY_OK_STATES
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    instance: int
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    passed: bool
+    summary: str
+
+
+@dataclass
+class UpReport:
+    plan: ChangePlan
+    updated: bool
+    deploys: list[DeployOutcome] = field(default_factory=list)
+    verify: VerifyOutcome | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.plan.to_json()
+        data["updated"] = self.updated
+        data["deploys"] = [
+            {"service": d.service, "serviceId": d.service_id, "status": d.status}
+            for d in self.deploys
+        ]
+        data["verify"] = (
+            None
+            if self.verify is None
+            else {"passed": self.verify.passed, "summary": self.verify.summary}
+        )
+        return data
+
+
+Level = Literal["info", "success", "warning", "error"]
+
+
+class DeployUI(Protocol):
+    """Everything the user sees or answers during an operation."""
+
+    @property
+    def interactive(self) -> bool: ...
+
+    def message(self, level: Level, text: str) -> None: ...
+
+    def show_plan(self, plan: ChangePlan) -> None: ...
+
+    def progress(
+        self, operation: Literal["preview", "update"]
+    ) -> AbstractContextManager[EventSink]:
+        """Live display of one engine operation; yields the `on_event` callback."""
+        ...
+
+    def confirm(self, question: str) -> bool:
+        """Yes/no, default No."""
+        ...
+
+    def ask(self, question: str) -> str: ...
+
+
+class DeployClient(Protocol):
+    """The part of koinonia_infra.render_api.RenderClient that deploy waiting needs."""
+
+    def wait_for_deploy(self, service_id: str, deploy_id: str | None, *, timeout: float) -> Any: ...
+
+
+DescriptorFactory = Callable[[Mapping[str, Any]], Descriptor]
+Verifier = Callable[[Descriptor], VerifyOutcome]
+HealthCheck = Callable[[InstanceRef], HealthResult]
+DeployWaiter = Callable[[Descriptor], list[DeployOutcome]]
+
+
+@dataclass
+class Seams:
+    """What an operation needs besides the engine; the CLI builds the real ones."""
+
+    ui: DeployUI
+    descriptor_from_outputs: DescriptorFactory
+    wait_for_deploys: DeployWaiter
+    verify: Verifier
+    health: HealthCheck
+
+
+# ------------------------------------------------------------------------------------------
+# Deploy waiting
+# ------------------------------------------------------------------------------------------
+
+
+def services_of(descriptor: Descriptor) -> list[tuple[str, str]]:
+    """(name, service id) of every API instance and, when known, the edge."""
+    result = [(i.name, i.service_id) for i in sorted(descriptor.instances, key=lambda i: i.number)]
+    if descriptor.edge is not None and descriptor.edge.service_id:
+        result.append((descriptor.edge.name, descriptor.edge.service_id))
+    return result
+
+
+def wait_for_deploys(
+    client: DeployClient,
+    descriptor: Descriptor,
+    *,
+    timeout: float = DEFAULT_DEPLOY_TIMEOUT,
+    clock: Callable[[], float] | None = None,
+) -> list[DeployOutcome]:
+    """Wait for each service's latest deploy to reach a terminal state, within one deadline
+    shared by all services. The provider triggers deploys but never waits for them."""
+    import time
+
+    now = clock or time.monotonic
+    deadline = now() + timeout
+    outcomes: list[DeployOutcome] = []
+    for name, service_id in services_of(descriptor):
+        remaining = max(1.0, deadline - now())
+        try:
+            deploy = client.wait_for_deploy(service_id, None, timeout=remaining)
+        except OperationFailed as exc:
+            raise OperationFailed(f"{name}: {exc.message}") from None
+        status = str(getattr(deploy, "status", "unknown"))
+        outcomes.append(DeployOutcome(service=name, service_id=service_id, status=status))
+    return outcomes
+
+
+def check_deploys(outcomes: Sequence[DeployOutcome]) -> None:
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        first = failed[0]
+        raise OperationFailed(
+            f"deploy of {first.service} ({first.service_id}) ended {first.status}",
+            lines=[f"deploy of {o.service} ({o.service_id}) ended {o.status}" for o in failed[1:]],
+        )
+
+
+# ------------------------------------------------------------------------------------------
+# preview / up
+# ------------------------------------------------------------------------------------------
+
+
+def run_preview(engine: Engine, ui: DeployUI, *, diff: bool = False) -> ChangePlan:
+    with ui.progress("preview") as on_event:
+        plan = engine.preview(on_event=on_event, diff=diff)
+    ui.show_plan(plan)
+    return plan
+
+
+def require_confirmation(ui: DeployUI, *, yes: bool, what: str) -> None:
+    """--yes, or an interactive "yes"; without a terminal and without --yes, refuse."""
+    if yes:
+        return
+    if not ui.interactive:
+        raise UsageError(f"refusing to {what} without confirmation: no terminal; pass --yes")
+    if not ui.confirm(f"Do you want to {what}?"):
+        raise OperationFailed(f"cancelled: did not {what}; nothing was changed")
+
+
+def refuse_data_loss(plan: ChangePlan, *, allow: bool) -> None:
+    steps = plan.data_loss
+    if not steps or allow:
+        return
+    raise UsageError(
+        f"refusing to {steps[0].op} datastore {steps[0].name}: it holds production data; "
+        "fix the settings, or pass --allow-data-loss if this is really intended",
+        lines=[f"{s.op} {s.type} {s.name}: {s.reason() or 'no reason given'}" for s in steps[1:]],
+    )
+
+
+def run_up(
+    engine: Engine,
+    seams: Seams,
+    *,
+    yes: bool = False,
+    allow_data_loss: bool = False,
+    skip_verify: bool = False,
+) -> UpReport:
+    """preview → plan → confirm → update → wait for deploys → verify."""
+    ui = seams.ui
+    plan = run_preview(engine, ui)
+    report = UpReport(plan=plan, updated=False)
+    if plan.policy_violations:
+        raise OperationFailed(
+            f"policy violations in stack {plan.stack}; nothing was changed",
+            lines=plan.policy_violations,
+        )
+    if not plan.has_changes:
+        ui.message("success", f"stack {plan.stack} is up to date: no changes")
+    else:
+        refuse_data_loss(plan, allow=allow_data_loss)
+        require_confirmation(ui, yes=yes, what=f"update stack {plan.stack}")
+        with ui.progress("update") as on_event:
+            result = engine.up(on_event=on_event)
+        report.updated = True
+        ui.message("success", f"stack {plan.stack} updated")
+        descriptor = seams.descriptor_from_outputs(result.outputs)
+        ui.message("info", "waiting for Render deploys to finish")
+        report.deploys = seams.wait_for_deploys(descriptor)
+        for deploy in report.deploys:
+            level: Level = "success" if deploy.ok else "error"
+            ui.message(level, f"{deploy.service}: deploy {deploy.status}")
+        check_deploys(report.deploys)
+    if skip_verify:
+        ui.message("warning", "verification skipped (--skip-verify)")
+        return report
+    descriptor = seams.descriptor_from_outputs(engine.outputs())
+    report.verify = _verify(seams, descriptor)
+    return report
+
+
+def _verify(seams: Seams, descriptor: Descriptor) -> VerifyOutcome:
+    outcome = seams.verify(descriptor)
+    if not outcome.passed:
+        raise OperationFailed(f"verification failed: {outcome.summary}")
+    seams.ui.message("success", f"verification passed: {outcome.summary}")
+    return outcome
+
+
+# ------------------------------------------------------------------------------------------
+# destroy-instance
+# ------------------------------------------------------------------------------------------
+
+
+def check_destroy_request(number: int, declared: Sequence[int]) -> None:
+    """Before any engine: N must be declared, and must not be the last instance."""
+    listed = ", ".join(str(n) for n in declared)
+    if number not in declared:
+        raise UsageError(f"instance {number} is not declared in api.instances ({listed})")
+    if len(declared) == 1:
+        raise UsageError(
+            f"refusing to remove instance {number}: it is the last instance; the API would go down"
+        )
+
+
+def check_survivors(
+    descriptor: Descriptor, number: int, health: HealthCheck, *, force: bool, ui: DeployUI
+) -> list[HealthResult]:
+    survivors = [
+        i for i in sorted(descriptor.instances, key=lambda i: i.number) if i.number != number
+    ]
+    results = [health(instance) for instance in survivors]
+    for result in results:
+        ui.message(
+            "success" if result.ok else "error",
+            f"instance {result.instance} ({result.name}): {result.detail}",
+        )
+    sick = [r for r in results if not r.ok]
+    if not survivors:
+        raise UsageError(f"no surviving instance in the stack outputs besides {number}")
+    if sick and not force:
+        raise OperationFailed(
+            f"refusing to remove instance {number}: surviving instance "
+            f"{sick[0].instance} ({sick[0].name}) is unhealthy ({sick[0].detail}); "
+            "fix it first, or pass --force",
+        )
+    if sick:
+        ui.message("warning", "continuing despite unhealthy survivors (--force)")
+    return results
+
+
+def unexpected_destroy_steps(plan: ChangePlan, number: int) -> tuple[list[Step], bool]:
+    """Steps other than: instance N's resources deleted, the edge updated. Also whether N's
+    service is actually among the deletions."""
+    prefix = f"api-{number}"
+    unexpected: list[Step] = []
+    deletes_service = False
+    for step in plan.changes:
+        own = step.name == prefix or step.name.startswith(prefix + "-")
+        if own and step.op in DELETE_OPS:
+            deletes_service = deletes_service or step.is_api_service
+            continue
+        if step.name in EDGE_NAMES and step.op == "update":
+            continue
+        if step.type == "pulumi:pulumi:Stack" and step.op == "update":
+            continue
+        unexpected.append(step)
+    return unexpected, deletes_service
+
+
+@dataclass
+class DestroyRequest:
+    number: int
+    service_name: str
+    stack_file: Path
+    new_stack_text: str
+    yes: bool = False
+    force: bool = False
+
+
+def run_destroy_instance(
+    engine: Engine,
+    seams: Seams,
+    request: DestroyRequest,
+    *,
+    current: Descriptor,
+) -> UpReport:
+    """The runbook's rollback: survivors healthy → exact preview → typed confirmation → edit the
+    stack file → up (restore the file if it fails) → wait for deploys → verify the survivors."""
+    ui = seams.ui
+    number = request.number
+    check_survivors(current, number, seams.health, force=request.force, ui=ui)
+
+    original = request.stack_file.read_bytes()
+    preview_file = request.stack_file.with_name(f".{request.stack_file.name}.destroy-{number}")
+    preview_file.write_text(request.new_stack_text, encoding="utf-8")
+    try:
+        with ui.progress("preview") as on_event:
+            plan = engine.preview(on_event=on_event, config_file=preview_file)
+    finally:
+        preview_file.unlink(missing_ok=True)
+    ui.show_plan(plan)
+    unexpected, deletes_service = unexpected_destroy_steps(plan, number)
+    if unexpected or not deletes_service:
+        lines = [f"{s.op} {s.type} {s.name}" for s in unexpected]
+        if not deletes_service:
+            lines.append(f"the preview does not delete api-{number} (already gone?)")
+        raise OperationFailed(
+            f"refusing to remove instance {number}: the preview does more than delete "
+            f"api-{number} and update the edge; nothing was changed",
+            lines=lines,
+        )
+    if plan.policy_violations:
+        raise OperationFailed(
+            "policy violations; nothing was changed", lines=plan.policy_violations
+        )
+    _confirm_destroy(ui, request)
+
+    request.stack_file.write_text(request.new_stack_text, encoding="utf-8")
+    try:
+        with ui.progress("update") as on_event:
+            result = engine.up(on_event=on_event)
+    except BaseException as exc:
+        request.stack_file.write_bytes(original)
+        note = f"{request.stack_file.name} restored to its previous content"
+        if isinstance(exc, KoinoniaError):
+            exc.lines.append(note)
+        else:
+            ui.message("warning", note)
+        raise
+    report = UpReport(plan=plan, updated=True)
+    ui.message(
+        "success", f"instance {number} ({request.service_name}) removed from stack {plan.stack}"
+    )
+    try:
+        descriptor = seams.descriptor_from_outputs(result.outputs)
+        report.deploys = seams.wait_for_deploys(descriptor)
+        check_deploys(report.deploys)
+        report.verify = _verify(seams, descriptor)
+    finally:
+        ui.message(
+            "warning",
+            f"commit {request.stack_file.name} now: otherwise the next deploy from main brings "
+            f"instance {number} back",
+        )
+    return report
+
+
+def _confirm_destroy(ui: DeployUI, request: DestroyRequest) -> None:
+    if request.yes:
+        return
+    what = f"remove instance {request.number}"
+    if not ui.interactive:
+        raise UsageError(f"refusing to {what} without confirmation: no terminal; pass --yes")
+    answer = ui.ask(f"Type the service name ({request.service_name}) to {what}")
+    if answer.strip() != request.service_name:
+        raise OperationFailed(f"cancelled: the name did not match; did not {what}")
+
+
+def http_health(
+    path: str = "/health", *, timeout: float = 5.0, transport: Any = None
+) -> HealthCheck:
+    """A HealthCheck doing `GET <instance url><path>`: 200 with `"status": "ok"` is healthy."""
+
+    def check(instance: InstanceRef) -> HealthResult:
+        import time
+
+        import httpx
+
+        url = instance.url.rstrip("/") + path
+        try:
+            started = time.monotonic()
+            with httpx.Client(timeout=timeout, transport=transport) as client:
+                response = client.get(url)
+            ms = (time.monotonic() - started) * 1000
+        except httpx.HTTPError as exc:
+            return HealthResult(
+                instance.number, instance.name, False, f"unreachable: {type(exc).__name__}"
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        status = body.get("status") if isinstance(body, dict) else None
+        if response.status_code == 200 and status in (None, "ok"):
+            return HealthResult(instance.number, instance.name, True, f"healthy ({ms:.0f} ms)")
+        deps = ""
+        if isinstance(body, dict):
+            down = [
+                k for k in ("database", "redis") if body.get(k) not in (None, "ok", "connected")
+            ]
+            deps = f" ({', '.join(f'{k} {body[k]}' for k in down)})" if down else ""
+        return HealthResult(
+            instance.number,
+            instance.name,
+            False,
+            f"HTTP {response.status_code} {status or ''}{deps}".strip(),
+        )
+
+    return check

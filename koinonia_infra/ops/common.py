@@ -1,0 +1,337 @@
+"""What the day-2 operations share: the traffic seam, attribution of answers to instances,
+health probes, checks, traffic summaries and signal handling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from koinonia_infra.descriptor import Descriptor
+from koinonia_infra.traffic import Sample
+
+# ---- traffic seam ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficTotals:
+    samples: Sequence[Sample]
+    duration: float
+    target_rate: float
+    achieved_rate: float
+    missed: int = 0
+
+
+class TrafficRun(Protocol):
+    """Steady traffic in the background; `now()` is on the same clock as `Sample.started`."""
+
+    def now(self) -> float: ...
+
+    def samples(self) -> Sequence[Sample]: ...
+
+    def stop(self) -> TrafficTotals: ...
+
+
+StartTraffic = Callable[[str, float], TrafficRun]
+Sleep = Callable[[float], None]
+
+
+# ---- health ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    ok: bool
+    detail: str
+    latency_ms: float | None = None
+
+
+Probe = Callable[[str], HealthResult]
+
+
+def health_url(base_url: str, path: str = "/health") -> str:
+    return base_url.rstrip("/") + path
+
+
+# ---- attribution -------------------------------------------------------------------------------
+
+
+def _hostport(url: str) -> str | None:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+class Attributor:
+    """Maps an answer (upstream header or body `instance` label) to an instance number."""
+
+    def __init__(self, descriptor: Descriptor) -> None:
+        self._keys: dict[str, int] = {}
+        self.update(descriptor)
+
+    def update(self, descriptor: Descriptor) -> None:
+        # A redeployed instance may come back on a new address; old keys stay valid for old samples.
+        for inst in descriptor.instances:
+            keys = [str(inst.number), f"api-{inst.number}", inst.name, inst.private_address]
+            hp = _hostport(inst.url)
+            if hp:
+                keys.append(hp)
+            for key in keys:
+                self._keys[key.lower()] = inst.number
+
+    def __call__(self, sample: Sample) -> int | None:
+        if sample.upstream is None:
+            return None
+        return self._keys.get(sample.upstream.strip().lower())
+
+
+# ---- checks and summaries ------------------------------------------------------------------------
+
+
+class ReportModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Check(ReportModel):
+    name: str
+    passed: bool | None  # None: not reached (the operation stopped before it)
+    measured: str
+    threshold: str = ""
+    # A check that qualifies the measurement (e.g. the generator's rate) rather than the service.
+    gating: bool = True
+
+    @property
+    def mark(self) -> str:
+        return {True: "PASS", False: "FAIL", None: "n/a"}[self.passed]
+
+
+class TrafficSummary(ReportModel):
+    target_rate: float
+    achieved_rate: float
+    duration_seconds: float
+    total_requests: int
+    failed_requests: int
+    max_latency_ms: float
+    p50_latency_ms: float
+    p95_latency_ms: float
+    p99_latency_ms: float
+    served_by: dict[str, int]
+    errors: dict[str, int]
+    # Sends the generator could not make on schedule: counted apart from failed requests.
+    missed_sends: int = 0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def served_by(samples: Sequence[Sample], attribute: Attributor) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in samples:
+        if not s.ok:
+            continue
+        number = attribute(s)
+        key = f"api-{number}" if number is not None else (s.upstream or "unknown")
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def summarize(totals: TrafficTotals, attribute: Attributor) -> TrafficSummary:
+    samples = totals.samples
+    latencies = [s.latency_ms for s in samples]
+    errors: dict[str, int] = {}
+    for s in samples:
+        if not s.ok:
+            reason = s.error or f"HTTP {s.status}"
+            if s.upstream:
+                number = attribute(s)
+                reason += f" from {f'api-{number}' if number is not None else s.upstream}"
+            errors[reason] = errors.get(reason, 0) + 1
+    return TrafficSummary(
+        target_rate=totals.target_rate,
+        achieved_rate=round(totals.achieved_rate, 1),
+        duration_seconds=round(totals.duration, 2),
+        total_requests=len(samples),
+        failed_requests=sum(1 for s in samples if not s.ok),
+        max_latency_ms=round(max(latencies, default=0.0), 1),
+        p50_latency_ms=round(percentile(latencies, 50), 1),
+        p95_latency_ms=round(percentile(latencies, 95), 1),
+        p99_latency_ms=round(percentile(latencies, 99), 1),
+        served_by=served_by(samples, attribute),
+        errors=dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
+        missed_sends=totals.missed,
+    )
+
+
+def traffic_checks(summary: TrafficSummary, *, rate_tolerance: float = 0.05) -> list[Check]:
+    low = summary.target_rate * (1 - rate_tolerance)
+    return [
+        Check(
+            name="no failed requests through the edge",
+            passed=summary.failed_requests == 0,
+            measured=f"{summary.failed_requests} of {summary.total_requests}",
+            threshold="0",
+        ),
+        Check(
+            name="traffic held its rate",
+            passed=summary.achieved_rate >= low,
+            measured=f"{summary.achieved_rate:g} req/s",
+            threshold=f">= {low:g} req/s ({summary.target_rate:g} - {rate_tolerance:.0%})",
+            gating=False,
+        ),
+    ]
+
+
+# ---- waiting -----------------------------------------------------------------------------------
+
+
+def first_served_after(
+    samples: Sequence[Sample], attribute: Attributor, number: int, since: float
+) -> Sample | None:
+    for s in samples:
+        if s.started >= since and s.ok and attribute(s) == number:
+            return s
+    return None
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    *,
+    timeout: float,
+    clock: Callable[[], float],
+    sleep: Sleep,
+    interval: float = 0.05,
+) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds pass on `clock`."""
+    deadline = clock() + timeout
+    while True:
+        if condition():
+            return True
+        if clock() >= deadline:
+            return False
+        sleep(interval)
+
+
+def wait_healthy(
+    probe: Probe, url: str, *, timeout: float, clock: Callable[[], float], sleep: Sleep
+) -> HealthResult:
+    """Probe with backoff until healthy or the deadline; returns the last observation."""
+    deadline = clock() + timeout
+    delay = 0.1
+    while True:
+        result = probe(url)
+        if result.ok or clock() >= deadline:
+            return result
+        sleep(min(delay, max(0.0, deadline - clock())))
+        delay = min(delay * 1.5, 2.0)
+
+
+# ---- signals -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt like Ctrl-C, so cleanup paths see one kind of stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def deferred_signals(received: list[int]) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while cleanup runs (a second Ctrl-C must not skip the resume);
+    the signals seen are appended to `received`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _record(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, _record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# ---- the real seams ----------------------------------------------------------------------------
+
+
+class SteadyRun:
+    """`TrafficRun` over `koinonia_infra.traffic.SteadyTraffic` (GET <edge>/health at a rate)."""
+
+    def __init__(self, url: str, rate: float) -> None:
+        from koinonia_infra.traffic import SteadyTraffic
+
+        self._traffic = SteadyTraffic(health_url(url), rate=rate)
+        self._traffic.start()
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def samples(self) -> Sequence[Sample]:
+        return self._traffic.samples()
+
+    def stop(self) -> TrafficTotals:
+        result = self._traffic.stop()
+        return TrafficTotals(
+            samples=result.samples,
+            duration=result.duration_s,
+            target_rate=result.target_rate,
+            achieved_rate=result.achieved_rate,
+            missed=result.missed,
+        )
+
+
+def probe_health(url: str, *, timeout: float = 5.0) -> HealthResult:
+    """GET a /health URL: healthy is 200 with `status: ok`; otherwise a one-line reason."""
+    from koinonia_infra.traffic import fetch
+
+    fetched = fetch(url, timeout=timeout, max_body_bytes=64 << 10)
+    sample = fetched.sample
+    if sample.error is not None:
+        return HealthResult(ok=False, detail=sample.error, latency_ms=None)
+    latency = round(sample.latency_ms, 1)
+    data, problem = fetched.json()
+    status = data.get("status") if isinstance(data, dict) else None
+    if sample.status == 200 and status == "ok":
+        return HealthResult(ok=True, detail="ok", latency_ms=latency)
+    if isinstance(data, dict) and status is not None:
+        down = [k for k in ("database", "redis") if data.get(k) in ("down", "disconnected")]
+        suffix = f" ({', '.join(down)} down)" if down else ""
+        return HealthResult(
+            ok=False, detail=f"HTTP {sample.status} {status}{suffix}"[:120], latency_ms=latency
+        )
+    reason = problem or "unexpected /health answer"
+    return HealthResult(
+        ok=False, detail=f"HTTP {sample.status}: {reason}"[:120], latency_ms=latency
+    )

@@ -1,0 +1,400 @@
+"""`drill failover`: the runbook's failover test, measured.
+
+Steady traffic through the edge; suspend instance K through the API; measure failed requests,
+latency and how long until K stopped receiving traffic; resume K; wait until it is healthy and the
+edge sends it traffic again. K is resumed on every path out (error, Ctrl-C, SIGTERM, timeout).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from koinonia_infra.descriptor import Descriptor, InstanceRef
+from koinonia_infra.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    KoinoniaError,
+    OperationFailed,
+    RenderApiError,
+)
+from koinonia_infra.ops.common import (
+    Attributor,
+    Check,
+    Probe,
+    ReportModel,
+    Sleep,
+    StartTraffic,
+    TrafficRun,
+    TrafficSummary,
+    deferred_signals,
+    first_served_after,
+    health_url,
+    percentile,
+    served_by,
+    summarize,
+    traffic_checks,
+    wait_healthy,
+    wait_until,
+)
+from koinonia_infra.render_api import RenderClient
+from koinonia_infra.traffic import Sample
+
+Outcome = Literal["passed", "failed", "interrupted", "error"]
+
+REJOIN_THRESHOLD_SECONDS = 10.0
+
+
+class TimelineEvent(ReportModel):
+    at: float  # seconds since the traffic started
+    event: str
+
+
+class DrillReport(TrafficSummary):
+    kind: Literal["drill-failover"] = "drill-failover"
+    outcome: Outcome
+    error: str | None = None
+    instance: int
+    service: str
+    service_id: str
+    suspended: bool
+    resumed: bool
+    seconds_until_drained: float | None
+    seconds_to_rejoin: float | None
+    baseline_p95_latency_ms: float | None
+    suspended_p95_latency_ms: float | None
+    served_by_while_suspended: dict[str, int]
+    checks: list[Check]
+    timeline: list[TimelineEvent]
+    exit_code: int = 0
+
+
+class _Drill:
+    def __init__(
+        self,
+        descriptor: Descriptor,
+        client: RenderClient,
+        target: InstanceRef,
+        *,
+        traffic: TrafficRun,
+        probe: Probe,
+        sleep: Sleep,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.descriptor = descriptor
+        self.client = client
+        self.target = target
+        self.traffic = traffic
+        self.probe = probe
+        self.sleep = sleep
+        self.attribute = Attributor(descriptor)
+        self.on_event = on_event
+        self.t0 = traffic.now()
+        self.timeline: list[TimelineEvent] = []
+        self.suspend_requested = False
+        self.resumed = False
+        self.t_suspend: float | None = None
+        self.t_drained: float | None = None
+        self.t_resume: float | None = None
+        self.api_says_suspended: bool | None = None
+        self.rejoin_sample: Sample | None = None
+
+    def note(self, event: str) -> None:
+        at = round(self.traffic.now() - self.t0, 3)
+        self.timeline.append(TimelineEvent(at=at, event=event))
+        if self.on_event is not None:
+            self.on_event(f"{at:6.2f}s  {event}")
+
+    def run(
+        self,
+        *,
+        duration: float,
+        settle: float,
+        drain_timeout: float,
+        rejoin_timeout: float,
+    ) -> None:
+        k, sid = self.target.number, self.target.service_id
+        clock = self.traffic.now
+        self.sleep(settle)
+        self.note("baseline measured")
+
+        self.suspend_requested = True
+        self.t_suspend = t_suspend = clock()
+        self.client.suspend(sid)
+        self.note(f"suspend api-{k} requested")
+        self.api_says_suspended = self.client.get_service(sid).is_suspended
+        self.note(f"API reports api-{k} {'suspended' if self.api_says_suspended else 'running'}")
+
+        # Drained: no answer from K for a quiet second while the others keep answering.
+        quiet = 1.0
+
+        def drained() -> bool:
+            now = clock()
+            if now - t_suspend < quiet:
+                return False
+            recent = [s for s in self.traffic.samples() if s.started >= now - quiet]
+            from_k = [s for s in recent if self.attribute(s) == k]
+            return not from_k and any(s.ok for s in recent)
+
+        if not wait_until(
+            drained, timeout=drain_timeout, clock=clock, sleep=self.sleep, interval=0.1
+        ):
+            raise OperationFailed(
+                f"api-{k} ({self.target.name}) still received traffic {drain_timeout:g}s "
+                "after it was suspended"
+            )
+        self.t_drained = clock()
+        self.note(f"api-{k} no longer receives traffic")
+
+        hold_until = t_suspend + duration
+        while clock() < hold_until:
+            self.sleep(min(0.1, hold_until - clock()))
+
+        self.t_resume = clock()
+        self.client.resume(sid)
+        self.resumed = True
+        self.note(f"resume api-{k} requested")
+
+        deadline = self.t_resume + rejoin_timeout
+        health = wait_healthy(
+            self.probe,
+            health_url(self.target.url),
+            timeout=rejoin_timeout,
+            clock=clock,
+            sleep=self.sleep,
+        )
+        if not health.ok:
+            raise OperationFailed(
+                f"api-{k} ({self.target.name}) not healthy {rejoin_timeout:g}s after resume: "
+                f"{health.detail}"
+            )
+        self.note(f"api-{k} /health ok")
+        latest = self.client.latest_deploy(sid)
+        if latest is not None and latest.in_progress:
+            done = self.client.wait_for_deploy(sid, latest.id, timeout=max(1.0, deadline - clock()))
+            self.note(f"api-{k} deploy {done.id} {done.status}")
+            if not done.succeeded:
+                raise OperationFailed(
+                    f"api-{k} ({self.target.name}): deploy {done.id} {done.status}"
+                )
+
+        t_resume = self.t_resume
+
+        def rejoined() -> bool:
+            self.rejoin_sample = first_served_after(
+                self.traffic.samples(), self.attribute, k, t_resume
+            )
+            return self.rejoin_sample is not None
+
+        if not wait_until(
+            rejoined,
+            timeout=max(0.0, deadline - clock()),
+            clock=clock,
+            sleep=self.sleep,
+            interval=0.1,
+        ):
+            raise OperationFailed(
+                f"the edge did not route to api-{k} ({self.target.name}) again within "
+                f"{rejoin_timeout:g}s of its resume"
+            )
+        self.note(f"edge routes to api-{k} again")
+        self.sleep(settle)
+        self.note("split observed after rejoin")
+
+    def ensure_resumed(self) -> None:
+        """Resume K whatever happened; tolerate a resume that already went through."""
+        if not self.suspend_requested or self.resumed:
+            return
+        sid = self.target.service_id
+        for attempt in range(3):
+            try:
+                self.client.resume(sid)
+            except RenderApiError as exc:
+                try:
+                    if not self.client.get_service(sid).is_suspended:
+                        self.resumed = True
+                        self.note(f"api-{self.target.number} already running")
+                        return
+                except RenderApiError:
+                    pass
+                self.note(f"resume attempt {attempt + 1} failed: {exc.message}")
+                self.sleep(1.0)
+            else:
+                self.resumed = True
+                self.note(f"api-{self.target.number} resumed during cleanup")
+                return
+
+
+def _preflight(
+    descriptor: Descriptor, client: RenderClient, number: int, probe: Probe
+) -> InstanceRef:
+    target = descriptor.instance(number)
+    if len(descriptor.instances) < 2:
+        raise OperationFailed(
+            "refusing the failover drill: it needs at least two instances, the deployment has one"
+        )
+    results = {i.number: probe(health_url(i.url)) for i in descriptor.instances}
+    healthy = [n for n, r in results.items() if r.ok]
+    if len(healthy) < 2 or number not in healthy:
+        lines = [f"api-{n}: {r.detail}" for n, r in sorted(results.items())]
+        why = (
+            f"only {len(healthy)} of {len(results)} instances are healthy"
+            if len(healthy) < 2
+            else f"api-{number} is not healthy"
+        )
+        raise OperationFailed(f"refusing the failover drill: {why}", lines=lines)
+    if client.get_service(target.service_id).is_suspended:
+        raise OperationFailed(
+            f"refusing the failover drill: api-{number} ({target.service_id}) is already suspended"
+        )
+    return target
+
+
+def run_failover_drill(
+    descriptor: Descriptor,
+    client: RenderClient,
+    *,
+    instance: int = 1,
+    duration: float = 10.0,
+    rate: float = 200.0,
+    start_traffic: StartTraffic,
+    probe: Probe,
+    sleep: Sleep = time.sleep,
+    settle: float = 1.0,
+    drain_timeout: float = 30.0,
+    rejoin_timeout: float = 60.0,
+    on_event: Callable[[str], None] | None = None,
+) -> DrillReport:
+    """Run the drill; preflight refusals raise, anything after traffic starts ends in a report."""
+    target = _preflight(descriptor, client, instance, probe)
+    traffic = start_traffic(descriptor.edge_url, rate)
+    drill = _Drill(
+        descriptor, client, target, traffic=traffic, probe=probe, sleep=sleep, on_event=on_event
+    )
+    outcome: Outcome = "passed"
+    error: str | None = None
+    exit_code = EXIT_OK
+    signals: list[int] = []
+    try:
+        drill.run(
+            duration=duration,
+            settle=settle,
+            drain_timeout=drain_timeout,
+            rejoin_timeout=rejoin_timeout,
+        )
+    except KeyboardInterrupt:
+        outcome, error, exit_code = "interrupted", "interrupted", EXIT_INTERRUPTED
+        drill.note("interrupted")
+    except KoinoniaError as exc:
+        outcome = "failed" if isinstance(exc, OperationFailed) else "error"
+        error, exit_code = exc.message, exc.exit_code
+        drill.note(f"stopped: {exc.message}")
+    finally:
+        with deferred_signals(signals):
+            drill.ensure_resumed()
+            totals = traffic.stop()
+    if signals and outcome == "passed":
+        outcome, error, exit_code = "interrupted", "interrupted", EXIT_INTERRUPTED
+    return _report(
+        drill,
+        totals_summary=summarize(totals, drill.attribute),
+        samples=totals.samples,
+        outcome=outcome,
+        error=error,
+        exit_code=exit_code,
+    )
+
+
+def _report(
+    drill: _Drill,
+    *,
+    totals_summary: TrafficSummary,
+    samples: Sequence[Sample],
+    outcome: Outcome,
+    error: str | None,
+    exit_code: int,
+) -> DrillReport:
+    k = drill.target.number
+    t_s, t_d, t_r = drill.t_suspend, drill.t_drained, drill.t_resume
+    drained_s: float | None = None
+    if t_s is not None and t_d is not None:
+        until = t_r if t_r is not None else float("inf")
+        late = [s.started for s in samples if t_s <= s.started < until and drill.attribute(s) == k]
+        drained_s = round(max(late) - t_s, 3) if late else 0.0
+    rejoin_s = (
+        round(drill.rejoin_sample.started - t_r, 3)
+        if drill.rejoin_sample is not None and t_r is not None
+        else None
+    )
+    baseline = [s.latency_ms for s in samples if t_s is None or s.started < t_s]
+    during: list[Sample] = []
+    if t_s is not None:
+        end = t_r if t_r is not None else float("inf")
+        during = [s for s in samples if t_s <= s.started < end]
+    window: list[Sample] = (
+        [s for s in during if t_d is not None and s.started >= t_d] if t_d is not None else []
+    )
+    by_k_while_suspended = sum(1 for s in window if drill.attribute(s) == k)
+    checks = [
+        *traffic_checks(totals_summary)[:1],
+        Check(
+            name=f"api-{k} suspended via the API",
+            passed=drill.api_says_suspended,
+            measured={True: "suspended", False: "not suspended", None: "not reached"}[
+                drill.api_says_suspended
+            ],
+            threshold="suspended",
+        ),
+        Check(
+            name=f"api-{k} stopped receiving traffic",
+            passed=None if drained_s is None else True,
+            measured="not reached" if drained_s is None else f"{drained_s:g} s after suspend",
+        ),
+        Check(
+            name="all traffic served by the other instances while suspended",
+            passed=None if t_d is None or t_r is None else by_k_while_suspended == 0,
+            measured=f"{by_k_while_suspended} answers from api-{k}, {len(window)} in total",
+            threshold=f"0 from api-{k}",
+        ),
+        Check(
+            name=f"api-{k} resumed",
+            passed=drill.resumed,
+            measured="resumed" if drill.resumed else "NOT resumed: resume it by hand",
+        ),
+        Check(
+            name=f"api-{k} healthy and receiving traffic again",
+            passed=None
+            if rejoin_s is None and outcome == "interrupted"
+            else (rejoin_s is not None and rejoin_s <= REJOIN_THRESHOLD_SECONDS),
+            measured="not observed" if rejoin_s is None else f"{rejoin_s:g} s after resume",
+            threshold=f"<= {REJOIN_THRESHOLD_SECONDS:g} s",
+        ),
+        traffic_checks(totals_summary)[1],
+    ]
+    if outcome == "passed" and any(c.passed is False and c.gating for c in checks):
+        outcome, exit_code = "failed", EXIT_FAILED
+        error = "; ".join(
+            f"{c.name}: {c.measured}" for c in checks if c.passed is False and c.gating
+        )
+    return DrillReport(
+        **totals_summary.model_dump(),
+        outcome=outcome,
+        error=error,
+        exit_code=exit_code,
+        instance=k,
+        service=drill.target.name,
+        service_id=drill.target.service_id,
+        suspended=drill.t_suspend is not None,
+        resumed=drill.resumed,
+        seconds_until_drained=drained_s,
+        seconds_to_rejoin=rejoin_s,
+        baseline_p95_latency_ms=round(percentile(baseline, 95), 1) if baseline else None,
+        suspended_p95_latency_ms=(
+            round(percentile([s.latency_ms for s in during], 95), 1) if during else None
+        ),
+        served_by_while_suspended=served_by(window, drill.attribute),
+        checks=checks,
+        timeline=drill.timeline,
+    )

@@ -1,0 +1,190 @@
+"""Tables (rich) and Markdown for the drill and rollout reports."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+
+from koinonia_infra.ops.common import Check, TrafficSummary
+from koinonia_infra.ops.drill import DrillReport
+from koinonia_infra.ops.rollout import RolloutReport
+
+_MARK_STYLE = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[dim]n/a[/]"}
+_MD_BOX = {True: "[x]", False: "[ ]", None: "[ ]"}
+
+
+def _checks_table(title: str, checks: list[Check]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("check", "result", "measured", "threshold"):
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        mark = _MARK_STYLE[c.passed] if c.gating else f"{_MARK_STYLE[c.passed]} [dim](info)[/]"
+        table.add_row(c.name, mark, c.measured, c.threshold)
+    return table
+
+
+def _traffic_table(t: TrafficSummary) -> Table:
+    table = Table(title="traffic through the edge", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", overflow="fold")
+    rows = _traffic_rows(t)
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+def _traffic_rows(t: TrafficSummary) -> list[tuple[str, str]]:
+    served = ", ".join(f"{k}: {v}" for k, v in t.served_by.items()) or "-"
+    errors = "; ".join(f"{v}x {k}" for k, v in t.errors.items()) or "-"
+    return [
+        ("requests (failed)", f"{t.total_requests} ({t.failed_requests})"),
+        ("rate achieved / target", f"{t.achieved_rate:g} / {t.target_rate:g} req/s"),
+        ("sends missed by the generator", str(t.missed_sends)),
+        ("duration", f"{t.duration_seconds:g} s"),
+        (
+            "latency p50 / p95 / p99 / max",
+            f"{t.p50_latency_ms:g} / {t.p95_latency_ms:g} / {t.p99_latency_ms:g} / "
+            f"{t.max_latency_ms:g} ms",
+        ),
+        ("served by", served),
+        ("errors", errors),
+    ]
+
+
+def _headline(outcome: str, what: str) -> str:
+    return {
+        "passed": f"[green]{what} passed[/]",
+        "failed": f"[red]{what} failed[/]",
+        "interrupted": f"[yellow]{what} interrupted[/]",
+        "error": f"[red]{what} stopped by an error[/]",
+    }[outcome]
+
+
+def drill_renderable(r: DrillReport) -> Group:
+    k = r.instance
+    resumed = "[green]yes[/]" if r.resumed else "[bold red]NO: resume it by hand[/]"
+    lines = [
+        f"{_headline(r.outcome, 'failover drill')}: api-{k} ({r.service}, {r.service_id})",
+        f"api-{k} resumed: {resumed}",
+    ]
+    if r.error:
+        lines.append(f"[red]{r.error}[/]")
+    table = _traffic_table(r)
+    table.add_row("seconds until drained", _num(r.seconds_until_drained))
+    table.add_row("seconds to rejoin", _num(r.seconds_to_rejoin))
+    table.add_row(
+        "p95 before / while suspended",
+        f"{_num(r.baseline_p95_latency_ms)} / {_num(r.suspended_p95_latency_ms)} ms",
+    )
+    return Group(*lines, _checks_table("failover checklist", r.checks), table)
+
+
+def rollout_renderable(r: RolloutReport) -> Group:
+    steps = Table(title="instances", title_justify="left")
+    for col in (
+        "instance",
+        "service",
+        "outcome",
+        "previous deploy",
+        "new deploy",
+        "status",
+        "to live",
+        "to healthy",
+        "to rejoin",
+    ):
+        steps.add_column(col, overflow="fold")
+    for s in r.steps:
+        steps.add_row(
+            f"api-{s.instance}",
+            s.service,
+            s.outcome,
+            s.previous_deploy or "-",
+            s.deploy or "-",
+            s.deploy_status or "-",
+            _secs(s.seconds_to_live),
+            _secs(s.seconds_to_healthy),
+            _secs(s.seconds_to_rejoin),
+        )
+    lines = [f"{_headline(r.outcome, 'rollout')}: order {', '.join(map(str, r.order))}"]
+    if r.error:
+        lines.append(f"[red]{r.error}[/]")
+    return Group(*lines, steps, _checks_table("rollout checks", r.checks), _traffic_table(r))
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:g}"
+
+
+def _secs(v: float | None) -> str:
+    return "-" if v is None else f"{v:g} s"
+
+
+def _md_checks(checks: list[Check]) -> list[str]:
+    out = []
+    for c in checks:
+        note = "" if c.gating else " (informational)"
+        threshold = f" (threshold {c.threshold})" if c.threshold else ""
+        out.append(f"- {_MD_BOX[c.passed]} {c.name}: {c.measured}{threshold}{note}")
+    return out
+
+
+def _md_traffic(t: TrafficSummary) -> list[str]:
+    rows = ["| measure | value |", "|---|---|"]
+    rows += [f"| {k} | {v} |" for k, v in _traffic_rows(t)]
+    return rows
+
+
+def drill_markdown(r: DrillReport) -> str:
+    k = r.instance
+    lines = [
+        f"# Failover drill: api-{k} ({r.service})",
+        "",
+        f"- Outcome: **{r.outcome}**" + (f": {r.error}" if r.error else ""),
+        f"- Instance api-{k} ({r.service_id}) suspended: {'yes' if r.suspended else 'no'}; "
+        f"resumed: **{'yes' if r.resumed else 'NO: resume it by hand'}**",
+        "",
+        "## Runbook failover checklist",
+        "",
+        *_md_checks(r.checks),
+        "",
+        "## Traffic through the edge",
+        "",
+        *_md_traffic(r),
+        f"| seconds until drained | {_num(r.seconds_until_drained)} |",
+        f"| seconds to rejoin | {_num(r.seconds_to_rejoin)} |",
+        f"| p95 before / while suspended | {_num(r.baseline_p95_latency_ms)} / "
+        f"{_num(r.suspended_p95_latency_ms)} ms |",
+        "",
+        "## Timeline",
+        "",
+        *[f"- {e.at:.2f} s: {e.event}" for e in r.timeline],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def rollout_markdown(r: RolloutReport) -> str:
+    lines = [
+        "# Rolling redeploy",
+        "",
+        f"- Outcome: **{r.outcome}**" + (f": {r.error}" if r.error else ""),
+        f"- Order: {', '.join(f'api-{n}' for n in r.order)}",
+        "",
+        "| instance | service | outcome | previous deploy | new deploy | status | to live | "
+        "to healthy | to rejoin |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[
+            f"| api-{s.instance} | {s.service} | {s.outcome} | {s.previous_deploy or '-'} | "
+            f"{s.deploy or '-'} | {s.deploy_status or '-'} | {_secs(s.seconds_to_live)} | "
+            f"{_secs(s.seconds_to_healthy)} | {_secs(s.seconds_to_rejoin)} |"
+            for s in r.steps
+        ],
+        "",
+        "## Checks",
+        "",
+        *_md_checks(r.checks),
+        "",
+        "## Traffic through the edge",
+        "",
+        *_md_traffic(r),
+    ]
+    return "\n".join(lines) + "\n"

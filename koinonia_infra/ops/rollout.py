@@ -1,0 +1,260 @@
+"""`rollout`: the runbook's zero-downtime redeploy, one instance at a time, health-gated.
+
+For each instance in order: trigger a deploy, wait for `live`, wait for its /health and for the edge
+to route to it again, then the next. The first failure stops the rollout; the instances after it are
+left untouched. Steady traffic through the edge is measured throughout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from koinonia_infra.descriptor import Descriptor
+from koinonia_infra.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    KoinoniaError,
+    OperationFailed,
+    UsageError,
+)
+from koinonia_infra.ops.common import (
+    Attributor,
+    Check,
+    Probe,
+    ReportModel,
+    Sleep,
+    StartTraffic,
+    TrafficRun,
+    TrafficSummary,
+    first_served_after,
+    health_url,
+    summarize,
+    traffic_checks,
+    wait_healthy,
+    wait_until,
+)
+from koinonia_infra.render_api import Deploy, RenderClient
+
+Outcome = Literal["passed", "failed", "interrupted", "error"]
+StepOutcome = Literal["done", "failed", "interrupted", "untouched"]
+
+
+class RolloutStep(ReportModel):
+    instance: int
+    service: str
+    service_id: str
+    outcome: StepOutcome = "untouched"
+    previous_deploy: str | None = None
+    deploy: str | None = None
+    deploy_status: str | None = None
+    seconds_to_live: float | None = None
+    seconds_to_healthy: float | None = None
+    seconds_to_rejoin: float | None = None
+    detail: str | None = None
+
+
+class RolloutReport(TrafficSummary):
+    kind: Literal["rollout"] = "rollout"
+    outcome: Outcome
+    error: str | None = None
+    order: list[int]
+    steps: list[RolloutStep]
+    checks: list[Check]
+    exit_code: int = 0
+
+
+def parse_order(text: str | None, descriptor: Descriptor) -> list[int]:
+    """`--order 2,1`; default: highest number first (the runbook redeploys instance 2 first)."""
+    if text is None:
+        return sorted((i.number for i in descriptor.instances), reverse=True)
+    try:
+        order = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--order {text!r}: expected instance numbers like 2,1") from None
+    if len(set(order)) != len(order) or not order:
+        raise UsageError(f"--order {text!r}: each instance once")
+    for number in order:
+        descriptor.instance(number)
+    return order
+
+
+def _preflight(descriptor: Descriptor, probe: Probe) -> None:
+    results = {i.number: probe(health_url(i.url)) for i in descriptor.instances}
+    unhealthy = {n: r for n, r in results.items() if not r.ok}
+    if unhealthy:
+        # Redeploying while another instance is down would leave nobody to serve.
+        raise OperationFailed(
+            f"refusing the rollout: {len(unhealthy)} of {len(results)} instances are not healthy",
+            lines=[f"api-{n}: {r.detail}" for n, r in sorted(unhealthy.items())],
+        )
+
+
+class _Rollout:
+    def __init__(
+        self,
+        descriptor: Descriptor,
+        client: RenderClient,
+        *,
+        traffic: TrafficRun,
+        probe: Probe,
+        sleep: Sleep,
+        deploy_timeout: float,
+        rejoin_timeout: float,
+        refresh: Callable[[], Descriptor] | None,
+        say: Callable[[str], None],
+    ) -> None:
+        self.descriptor = descriptor
+        self.client = client
+        self.traffic = traffic
+        self.probe = probe
+        self.sleep = sleep
+        self.deploy_timeout = deploy_timeout
+        self.rejoin_timeout = rejoin_timeout
+        self.refresh = refresh
+        self.say = say
+        self.attribute = Attributor(descriptor)
+
+    def redeploy(self, step: RolloutStep) -> None:
+        """Deploy one instance and wait until the edge routes to it again; raise on failure."""
+        n, sid, clock = step.instance, step.service_id, self.traffic.now
+        where = f"api-{n} ({step.service})"
+        t0 = clock()
+        deploy = self.client.trigger_deploy(sid)
+        step.deploy, step.deploy_status = deploy.id, deploy.status
+        self.say(f"api-{n}: deploy {deploy.id} triggered")
+
+        def seen(d: Deploy) -> None:
+            step.deploy_status = d.status
+
+        done = self.client.wait_for_deploy(
+            sid, deploy.id, timeout=self.deploy_timeout, on_poll=seen
+        )
+        step.deploy_status = done.status
+        if not done.succeeded:
+            raise OperationFailed(f"rollout stopped: {where} deploy {done.id} ended {done.status}")
+        t_live = clock()
+        step.seconds_to_live = round(t_live - t0, 2)
+        self.say(f"api-{n}: deploy {done.id} live after {step.seconds_to_live:g}s")
+        if self.refresh is not None:
+            # A redeployed instance may answer on a new address (the sandbox's do).
+            self.descriptor = self.refresh()
+            self.attribute.update(self.descriptor)
+        target = self.descriptor.instance(n)
+        health = wait_healthy(
+            self.probe,
+            health_url(target.url),
+            timeout=self.rejoin_timeout,
+            clock=clock,
+            sleep=self.sleep,
+        )
+        if not health.ok:
+            raise OperationFailed(
+                f"rollout stopped: {where} not healthy {self.rejoin_timeout:g}s after its deploy "
+                f"went live: {health.detail}"
+            )
+        step.seconds_to_healthy = round(clock() - t_live, 2)
+
+        def rejoined() -> bool:
+            samples = self.traffic.samples()
+            return first_served_after(samples, self.attribute, n, t_live) is not None
+
+        if not wait_until(
+            rejoined, timeout=self.rejoin_timeout, clock=clock, sleep=self.sleep, interval=0.1
+        ):
+            raise OperationFailed(
+                f"rollout stopped: the edge did not route to {where} within "
+                f"{self.rejoin_timeout:g}s of its new deploy"
+            )
+        step.seconds_to_rejoin = round(clock() - t_live, 2)
+        step.outcome = "done"
+        self.say(f"api-{n}: serving again after {step.seconds_to_rejoin:g}s")
+
+
+def run_rollout(
+    descriptor: Descriptor,
+    client: RenderClient,
+    *,
+    order: Sequence[int],
+    start_traffic: StartTraffic,
+    probe: Probe,
+    rate: float = 200.0,
+    deploy_timeout: float = 900.0,
+    rejoin_timeout: float = 60.0,
+    settle: float = 1.0,
+    sleep: Sleep = time.sleep,
+    refresh: Callable[[], Descriptor] | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> RolloutReport:
+    """Preflight refusals raise; once traffic has started every path ends in a report."""
+    _preflight(descriptor, probe)
+    steps = [
+        RolloutStep(
+            instance=n,
+            service=descriptor.instance(n).name,
+            service_id=descriptor.instance(n).service_id,
+        )
+        for n in order
+    ]
+    for step in steps:
+        latest = client.latest_deploy(step.service_id)
+        step.previous_deploy = latest.id if latest else None
+    traffic = start_traffic(descriptor.edge_url, rate)
+    rollout = _Rollout(
+        descriptor,
+        client,
+        traffic=traffic,
+        probe=probe,
+        sleep=sleep,
+        deploy_timeout=deploy_timeout,
+        rejoin_timeout=rejoin_timeout,
+        refresh=refresh,
+        say=on_event or (lambda _msg: None),
+    )
+    outcome: Outcome = "passed"
+    error: str | None = None
+    exit_code = EXIT_OK
+    current: RolloutStep | None = None
+    try:
+        sleep(settle)
+        for current in steps:
+            rollout.redeploy(current)
+        sleep(settle)
+    except KeyboardInterrupt:
+        outcome, error, exit_code = "interrupted", "interrupted", EXIT_INTERRUPTED
+        if current is not None and current.outcome == "untouched":
+            current.outcome = "interrupted"
+    except KoinoniaError as exc:
+        outcome = "failed" if isinstance(exc, OperationFailed) else "error"
+        error, exit_code = exc.message, exc.exit_code
+        if current is not None and current.outcome == "untouched":
+            current.outcome, current.detail = "failed", exc.message
+    finally:
+        totals = traffic.stop()
+    summary = summarize(totals, rollout.attribute)
+    on_new = [s for s in steps if s.outcome == "done" and s.deploy != s.previous_deploy]
+    rate_check = traffic_checks(summary)
+    checks = [
+        rate_check[0],
+        Check(
+            name="every instance on a new deploy",
+            passed=len(on_new) == len(steps),
+            measured=f"{len(on_new)} of {len(steps)}",
+            threshold=f"{len(steps)} of {len(steps)}",
+        ),
+        rate_check[1],
+    ]
+    failing = [f"{c.name}: {c.measured}" for c in checks if c.passed is False and c.gating]
+    if outcome == "passed" and failing:
+        outcome, exit_code, error = "failed", EXIT_FAILED, "; ".join(failing)
+    return RolloutReport(
+        **summary.model_dump(),
+        outcome=outcome,
+        error=error,
+        exit_code=exit_code,
+        order=list(order),
+        steps=steps,
+        checks=checks,
+    )

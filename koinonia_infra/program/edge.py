@@ -1,0 +1,70 @@
+"""The edge: a Render web service running the pinned Caddy image in front of the instances.
+
+The Caddyfile travels as an environment variable of the edge's `EnvVarsForService` (changing it
+must not replace the edge, see api.py), and the container's command writes it to a file before
+starting Caddy. Its upstreams are exactly the declared instances, so removing an instance from the
+settings removes it from the edge in the same update.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_render as render
+
+from koinonia_infra.caddy import EDGE_SELF_HEALTH_PATH, render_caddyfile
+from koinonia_infra.program.api import ApiInstance, env_vars
+from koinonia_infra.settings import Settings
+
+svc = render.services
+
+EDGE = "edge"
+CADDYFILE_ENV = "KOINONIA_CADDYFILE"
+CADDYFILE_PATH = "/tmp/Caddyfile"  # writable for the image's user; nothing else lives there
+DOCKER_COMMAND = "/bin/sh -c " + shlex.quote(
+    f'printf "%s\\n" "${CADDYFILE_ENV}" > {CADDYFILE_PATH} && '
+    f"exec caddy run --config {CADDYFILE_PATH} --adapter caddyfile"
+)
+
+
+@dataclass(frozen=True)
+class Edge:
+    service: svc.WebService
+    env: svc.EnvVarsForService
+    caddyfile: pulumi.Output[str]
+
+
+def edge(settings: Settings, instances: Sequence[ApiInstance]) -> Edge:
+    conf = settings.edge
+    health_path = settings.api.health_check_path
+    caddyfile = pulumi.Output.all(*(i.private_address for i in instances)).apply(
+        lambda upstreams: render_caddyfile(
+            [str(u) for u in upstreams], conf, health_path=health_path
+        )
+    )
+    service = svc.WebService(
+        EDGE,
+        name=conf.name,
+        owner_id=settings.owner_id,
+        image=svc.ImageArgs(image_path=conf.image, owner_id=settings.owner_id),
+        # A pinned image: a new tag is a reviewed settings change, never an automatic deploy.
+        auto_deploy=svc.ServiceCreateAutoDeploy.NO,
+        service_details=svc.WebServiceDetailsCreateArgs(
+            runtime=svc.WebServiceDetailsCreateRuntime.IMAGE,
+            plan=svc.WebServiceDetailsCreatePlan(conf.plan),
+            region=svc.WebServiceDetailsCreateRegion(settings.region),
+            # Answered by Caddy itself, so an outage of every instance does not also get the
+            # edge restarted in a loop.
+            health_check_path=EDGE_SELF_HEALTH_PATH,
+            env_specific_details=svc.EnvSpecificDetailsCreateArgs(docker_command=DOCKER_COMMAND),
+        ),
+    )
+    env = svc.EnvVarsForService(
+        f"{EDGE}-env",
+        service_id=service.id,
+        env_vars=env_vars({CADDYFILE_ENV: caddyfile}),
+    )
+    return Edge(service=service, env=env, caddyfile=caddyfile)

@@ -1,0 +1,273 @@
+"""The reference API instance: a small server that honours the /health contract (DESIGN.md §5).
+
+Every /health call really queries PostgreSQL (`SELECT 1` on a pooled connection) and pings Redis;
+200 `ok` when both answer, 503 `degraded` naming what is down. `GET /` is cheap and names the
+instance. Configuration comes from the environment, as on Render: DATABASE_URL, REDIS_URL,
+NODE_ENV, KOINONIA_INSTANCE, KOINONIA_SERVICE (secrets never on the command line).
+
+Zero-downtime handover (see supervisor.py): the public listening socket is inherited
+(`--listen-fd`) and shared with the next process of the same instance; a private socket
+(`--control-fd`) answers /health before the process takes traffic. The process starts serving
+the shared socket when started with `--active` or on SIGUSR1, and on SIGTERM stops accepting,
+finishes in-flight requests and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from aiohttp import web
+
+Check = Callable[[], Awaitable[bool]]
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json(data: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, content_type="application/json"
+    )
+
+
+async def _fd_ready(fd: int, *, write: bool = False) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    add, remove = (
+        (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
+    )
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    add(fd, wake)
+    try:
+        await ready
+    finally:
+        remove(fd)
+
+
+async def _select_one(pgconn: Any) -> bool:
+    """`SELECT 1` straight through libpq's non-blocking API: half the CPU of a cursor execute,
+    and /health is what the load checks hammer."""
+    from psycopg import pq
+
+    pgconn.send_query(b"SELECT 1")
+    while pgconn.flush() != 0:
+        await _fd_ready(pgconn.socket, write=True)
+    ok = False
+    while True:
+        pgconn.consume_input()
+        if pgconn.is_busy():
+            await _fd_ready(pgconn.socket)
+            continue
+        result = pgconn.get_result()
+        if result is None:
+            return ok
+        ok = result.status == pq.ExecStatus.TUPLES_OK
+
+
+class PostgresCheck:
+    """A tiny pool: one `SELECT 1` per check; broken connections are dropped and redialled."""
+
+    def __init__(self, url: str, size: int = 8) -> None:
+        self._url = url
+        self._idle: list[Any] = []
+        self._slots = asyncio.Semaphore(size)
+
+    async def __call__(self) -> bool:
+        import psycopg
+
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else None
+            ok = False
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                    if conn is None or conn.closed:
+                        conn = await psycopg.AsyncConnection.connect(
+                            self._url, autocommit=True, connect_timeout=2
+                        )
+                        conn.pgconn.nonblocking = 1
+                    ok = await _select_one(conn.pgconn)
+            except (psycopg.Error, OSError, TimeoutError):
+                ok = False
+            if ok:
+                self._idle.append(conn)
+            elif conn is not None:
+                # A cancelled or failed query leaves the connection in an unknown state.
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            return ok
+
+    async def close(self) -> None:
+        for conn in self._idle:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+class RedisCheck:
+    """PING over raw RESP on pooled connections: redis-py's client costs several times the CPU,
+    and /health is what the load checks hammer."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlsplit(url)
+        self._host = parsed.hostname or "127.0.0.1"
+        self._port = parsed.port or 6379
+        self._password = unquote(parsed.password) if parsed.password else None
+        self._user = unquote(parsed.username) if parsed.username else None
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    @staticmethod
+    def _command(*parts: str) -> bytes:
+        out = [f"*{len(parts)}\r\n".encode()]
+        for part in parts:
+            raw = part.encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+        return b"".join(out)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(self._host, self._port)
+        if self._password is not None:
+            auth = (self._user, self._password) if self._user else (self._password,)
+            writer.write(self._command("AUTH", *auth))
+            if not (await reader.readline()).startswith(b"+OK"):
+                writer.close()
+                raise OSError("redis AUTH refused")
+        return reader, writer
+
+    async def __call__(self) -> bool:
+        conn = self._idle.pop() if self._idle else None
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                if conn is None:
+                    conn = await self._connect()
+                conn[1].write(b"PING\r\n")
+                ok = await conn[0].readline() == b"+PONG\r\n"
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            ok = False
+        if ok and conn is not None:
+            self._idle.append(conn)
+        elif conn is not None:
+            conn[1].close()
+        return ok
+
+    async def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+
+
+def create_app(
+    *,
+    database: Check,
+    cache: Check,
+    instance: str,
+    service: str,
+    environment: str,
+    fail_health: bool = False,
+) -> web.Application:
+    """The instance's routes; `database` and `cache` are the checks run on every /health."""
+
+    async def health(_request: web.Request) -> web.Response:
+        # Sequential on purpose: two extra tasks per request cost more CPU than the overlap saves.
+        redis_ok = await cache()
+        db_ok = await database()
+        body: dict[str, Any] = {
+            "status": "ok",
+            "database": "connected",
+            "redis": "connected",
+            "timestamp": _now(),
+            "environment": environment,
+            "instance": instance,
+        }
+        if db_ok and redis_ok and not fail_health:
+            return _json(body)
+        body.update(
+            status="degraded",
+            database="ok" if db_ok else "down",
+            redis="ok" if redis_ok else "down",
+        )
+        if fail_health:
+            body["reason"] = "sandbox: this deploy was told to fail its health check"
+        return _json(body, status=503)
+
+    async def root(_request: web.Request) -> web.Response:
+        return _json({"service": service, "instance": instance, "environment": environment})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/", root)
+    return app
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m koinonia_infra.sandbox.api_server")
+    parser.add_argument("--listen-fd", type=int, help="inherited public listening socket")
+    parser.add_argument("--control-fd", type=int, help="inherited private /health socket")
+    parser.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT (standalone)")
+    parser.add_argument("--active", action="store_true", help="serve the public socket now")
+    parser.add_argument("--fail-health", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    env = os.environ
+    database = PostgresCheck(env.get("DATABASE_URL", ""))
+    cache = RedisCheck(env.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    app = create_app(
+        database=database,
+        cache=cache,
+        instance=env.get("KOINONIA_INSTANCE", "api-1"),
+        service=env.get("KOINONIA_SERVICE", "koinonia-sms-backend"),
+        environment=env.get("NODE_ENV", "production"),
+        fail_health=args.fail_health,
+    )
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+    await runner.setup()
+    if args.listen_fd is not None:
+        public = socket.socket(fileno=args.listen_fd)
+    else:
+        public = socket.create_server(("127.0.0.1", args.port or 0), reuse_port=False)
+    if args.control_fd is not None:
+        await web.SockSite(runner, socket.socket(fileno=args.control_fd)).start()
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    activate = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, activate.set)
+    if args.active or args.listen_fd is None:
+        activate.set()
+
+    async def take_traffic() -> None:
+        await activate.wait()
+        await web.SockSite(runner, public).start()
+
+    activator = asyncio.create_task(take_traffic())
+    await stop.wait()
+    activator.cancel()
+    # Stops accepting (closing only this process's copy of a shared socket), then drains.
+    await runner.cleanup()
+    await database.close()
+    await cache.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    asyncio.run(serve(_parse(argv)))
+
+
+if __name__ == "__main__":
+    main()

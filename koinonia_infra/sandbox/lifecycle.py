@@ -1,0 +1,290 @@
+"""`sandbox up | status | down` on the CLI side: start the supervisor daemon and wait for it,
+report on it, stop exactly what it started."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from koinonia_infra.descriptor import Descriptor, load_descriptor
+from koinonia_infra.errors import EnvironmentProblem, Interrupted, OperationFailed, UsageError
+from koinonia_infra.sandbox.binaries import find_binaries
+from koinonia_infra.sandbox.state import (
+    LOCK_FILE,
+    STATE_FILE,
+    ProcessRecord,
+    SandboxState,
+    is_alive,
+    kill_record,
+    read_state,
+    write_state,
+)
+from koinonia_infra.targets import DESCRIPTOR_FILE, default_sandbox_dir, sandbox_descriptor_path
+
+START_TIMEOUT = 90.0
+STOP_TIMEOUT = 30.0
+MAX_INSTANCES = 9
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class UpResult:
+    state_dir: Path
+    descriptor: Descriptor
+    state: SandboxState | None
+    already_running: bool
+    seconds: float = 0.0
+
+
+@dataclass
+class ProbeResult:
+    name: str
+    url: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class StatusResult:
+    state_dir: Path
+    running: bool
+    processes: list[tuple[ProcessRecord, bool]] = field(default_factory=list)
+    descriptor: Descriptor | None = None
+    probes: list[ProbeResult] = field(default_factory=list)
+
+
+@dataclass
+class DownResult:
+    state_dir: Path
+    was_running: bool
+    stopped: list[ProcessRecord] = field(default_factory=list)
+    killed: list[ProcessRecord] = field(default_factory=list)
+    purged: list[Path] = field(default_factory=list)
+
+
+def resolve_state_dir(state_dir: Path | None) -> Path:
+    return (state_dir or default_sandbox_dir()).expanduser().resolve()
+
+
+def lock_held(state_dir: Path) -> bool:
+    """True while a supervisor holds the state dir's lock."""
+    path = state_dir / LOCK_FILE
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def up(state_dir: Path | None, instances: int = 2, progress: Progress | None = None) -> UpResult:
+    """Start a sandbox (or report the running one) and wait until every part is healthy."""
+    say = progress or (lambda _m: None)
+    if not 1 <= instances <= MAX_INSTANCES:
+        raise UsageError(f"--instances {instances}: choose between 1 and {MAX_INSTANCES}")
+    directory = resolve_state_dir(state_dir)
+    find_binaries()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise EnvironmentProblem(f"{directory}: cannot use as state dir: {exc.strerror}") from None
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        if not sandbox_descriptor_path(directory).exists():
+            raise OperationFailed(
+                f"a sandbox is still starting in {directory}; see `koinonia-infra sandbox status`"
+            ) from None
+        return UpResult(
+            directory, load_descriptor(sandbox_descriptor_path(directory)), read_state(directory),
+            already_running=True,
+        )  # fmt: skip
+    started = time.monotonic()
+    try:
+        _reap_leftovers(directory)
+        with (directory / "supervisor.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "koinonia_infra.sandbox.supervisor",
+                 "--state-dir", str(directory), "--instances", str(instances),
+                 "--lock-fd", str(lock_fd)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                pass_fds=(lock_fd,), start_new_session=True,
+            )  # fmt: skip
+    finally:
+        os.close(lock_fd)
+    try:
+        _wait_ready(proc, directory, say)
+    except (KeyboardInterrupt, Interrupted):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(STOP_TIMEOUT)
+        raise
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
+    return UpResult(
+        directory, load_descriptor(sandbox_descriptor_path(directory)), read_state(directory),
+        already_running=False, seconds=time.monotonic() - started,
+    )  # fmt: skip
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], directory: Path, say: Progress) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + START_TIMEOUT
+    buffer = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            raise EnvironmentProblem(
+                f"sandbox did not become healthy within {START_TIMEOUT:.0f}s; "
+                f"see {directory / 'logs'}"
+            )
+        readable, _, _ = select.select([proc.stdout], [], [], min(remaining, 0.5))
+        if not readable:
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            proc.wait(5)
+            raise EnvironmentProblem(
+                f"sandbox supervisor exited during start (code {proc.returncode}); "
+                f"see {directory / 'supervisor.log'}"
+            )
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            kind, message = event.get("event"), str(event.get("message", ""))
+            if kind == "progress":
+                say(message)
+            elif kind == "ready":
+                return
+            elif kind == "error":
+                proc.wait(STOP_TIMEOUT)
+                raise EnvironmentProblem(f"sandbox failed to start: {message}")
+
+
+def _reap_leftovers(directory: Path) -> None:
+    """A supervisor that died uncleanly (SIGKILL) may have left children: stop those first."""
+    state = read_state(directory)
+    if state is not None and any(is_alive(r) for r in state.processes):
+        _stop_records(state.processes)
+
+
+def _stop_records(records: list[ProcessRecord]) -> list[ProcessRecord]:
+    """SIGTERM (postgres: SIGINT, its fast shutdown), then SIGKILL after a grace period."""
+    for record in records:
+        kill_record(record, signal.SIGINT if record.role == "postgres" else signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(is_alive(r) for r in records):
+        time.sleep(0.05)
+    stubborn = [r for r in records if is_alive(r)]
+    for record in stubborn:
+        kill_record(record, signal.SIGKILL)
+    return stubborn
+
+
+def status(state_dir: Path | None) -> StatusResult:
+    """What runs, and whether each instance and the edge answer /health."""
+    directory = resolve_state_dir(state_dir)
+    state = read_state(directory)
+    if state is None:
+        return StatusResult(directory, running=False)
+    records = state.all_records()
+    processes = [(r, is_alive(r)) for r in records]
+    running = lock_held(directory) and processes[0][1]
+    result = StatusResult(directory, running=running, processes=processes)
+    path = sandbox_descriptor_path(directory)
+    if path.exists():
+        result.descriptor = load_descriptor(path)
+    if running and result.descriptor is not None:
+        result.probes = _probe(result.descriptor)
+    return result
+
+
+def _probe(descriptor: Descriptor) -> list[ProbeResult]:
+    import httpx
+
+    targets = [(i.name, i.url) for i in descriptor.instances]
+    targets.append((descriptor.edge.name if descriptor.edge else "edge", descriptor.edge_url))
+    results = []
+    with httpx.Client(timeout=2.0) as client:
+        for name, url in targets:
+            health = url.rstrip("/") + "/health"
+            try:
+                resp = client.get(health)
+                body = resp.json() if resp.headers.get("content-type", "").startswith(
+                    "application/json"
+                ) else {}  # fmt: skip
+                detail = f"{resp.status_code} {body.get('status', '')}".strip()
+                results.append(ProbeResult(name, url, resp.status_code == 200, detail))
+            except (httpx.HTTPError, ValueError) as exc:
+                results.append(ProbeResult(name, url, False, type(exc).__name__))
+    return results
+
+
+def down(state_dir: Path | None, *, purge: bool = False) -> DownResult:
+    """Stop exactly the recorded processes; with `purge`, also delete the state dir's data."""
+    directory = resolve_state_dir(state_dir)
+    state = read_state(directory)
+    result = DownResult(directory, was_running=False)
+    if state is not None:
+        records = state.all_records()
+        result.was_running = any(is_alive(r) for r in records)
+        alive_before = [r for r in records if is_alive(r)]
+        if is_alive(state.supervisor):
+            kill_record(state.supervisor, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while time.monotonic() < deadline and is_alive(state.supervisor):
+                time.sleep(0.05)
+        # The supervisor may have started processes after we read the record (a deploy).
+        latest = read_state(directory) or state
+        leftovers = {r.pid: r for r in [*records, *latest.all_records()] if is_alive(r)}
+        result.killed = _stop_records(list(leftovers.values())) if leftovers else []
+        result.stopped = alive_before
+        latest.running = False
+        latest.processes = []
+        write_state(directory, latest)
+    if purge:
+        result.purged = _purge(directory, state)
+    return result
+
+
+def _purge(directory: Path, state: SandboxState | None) -> list[Path]:
+    if not directory.exists():
+        return []
+    markers = (STATE_FILE, DESCRIPTOR_FILE, LOCK_FILE)
+    if not any((directory / m).exists() for m in markers):
+        raise UsageError(f"{directory} does not look like a sandbox state dir; nothing removed")
+    removed = []
+    if state is not None and state.postgres_dir:
+        external = Path(state.postgres_dir)
+        if external.exists() and directory not in external.parents:
+            shutil.rmtree(external, ignore_errors=True)
+            removed.append(external)
+    shutil.rmtree(directory, ignore_errors=True)
+    removed.append(directory)
+    return removed

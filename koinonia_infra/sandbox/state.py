@@ -1,0 +1,148 @@
+"""The sandbox's record of itself in its state dir: which processes it started (PID, process
+group, kernel start time so a recycled PID is never mistaken for ours), ports and paths.
+
+Layout of a state dir:
+
+    state.json        this record (no secrets)
+    descriptor.json   the deployment descriptor, with the control plane token (mode 0600)
+    secrets.json      generated database / cache passwords (mode 0600)
+    supervisor.lock   held (flock) by the running supervisor: "is it running" without PID races
+    logs/             one log per process
+    postgres/         the PostgreSQL cluster (unless it had to live elsewhere, see postgres.py)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+STATE_FILE = "state.json"
+SECRETS_FILE = "secrets.json"
+LOCK_FILE = "supervisor.lock"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class ProcessRecord(_Model):
+    role: str
+    pid: int
+    pgid: int
+    start_time: int | None = None
+
+
+class SandboxState(_Model):
+    running: bool = True
+    supervisor: ProcessRecord
+    processes: list[ProcessRecord] = Field(default_factory=list)
+    ports: dict[str, int] = Field(default_factory=dict)
+    postgres_dir: str | None = None
+    started_at: str | None = None
+    control_plane_url: str | None = None
+
+    def all_records(self) -> list[ProcessRecord]:
+        return [self.supervisor, *self.processes]
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot); None where /proc is absent."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: fields start after the last ')'.
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return int(fields[19])
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return raw[raw.rfind(")") + 2 :].split()[0] in ("Z", "X")
+
+
+def record_for(role: str, pid: int) -> ProcessRecord:
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        pgid = pid
+    return ProcessRecord(role=role, pid=pid, pgid=pgid, start_time=process_start_time(pid))
+
+
+def is_alive(record: ProcessRecord) -> bool:
+    """True while the recorded process runs and is still the one that was recorded."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(record.pid, os.WNOHANG)  # reap it if it happens to be our child
+    try:
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if _is_zombie(record.pid):
+        return False
+    if record.start_time is not None:
+        return process_start_time(record.pid) == record.start_time
+    return True
+
+
+def kill_record(record: ProcessRecord, sig: signal.Signals) -> None:
+    """Signal the recorded process's group (or the process alone if it shares ours)."""
+    if not is_alive(record):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if record.pgid == record.pid and record.pgid != os.getpgid(0):
+            os.killpg(record.pgid, sig)
+        else:
+            os.kill(record.pid, sig)
+
+
+def read_state(state_dir: Path) -> SandboxState | None:
+    path = state_dir / STATE_FILE
+    try:
+        return SandboxState.model_validate_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def write_state(state_dir: Path, state: SandboxState) -> None:
+    path = state_dir / STATE_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(state.model_dump_json(by_alias=True, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_private_json(path: Path, data: dict[str, str]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    tmp.replace(path)
+
+
+def load_secrets(state_dir: Path) -> dict[str, str]:
+    """Passwords reused across `up`s (the cluster keeps its password); created on first use."""
+    path = state_dir / SECRETS_FILE
+    data: dict[str, str] = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(loaded, dict):
+            data = {str(k): str(v) for k, v in loaded.items()}
+    changed = False
+    for key in ("postgresPassword", "redisPassword"):
+        if key not in data:
+            data[key] = secrets.token_urlsafe(18)
+            changed = True
+    if changed:
+        write_private_json(path, data)
+    return data

@@ -1,0 +1,84 @@
+"""Round-trip edits of `Pulumi.<stack>.yaml`: comments, key order, flow/block style and quoting
+survive, so the diff a reviewer sees is exactly the change."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from koinonia_infra.errors import ConfigError
+from koinonia_infra.settings import NAMESPACE, Settings, settings_from_config
+
+API_KEY = f"{NAMESPACE}:api"
+
+
+_PARENT = re.compile(r"^(\s*)[^\s#-][^#]*:\s*(#.*)?$")
+_ITEM = re.compile(r"^(\s*)-\s")
+
+
+def sequence_indent(text: str) -> tuple[int, int]:
+    """(sequence, offset) of the file's first block sequence, so a dump keeps its style."""
+    previous: re.Match[str] | None = None
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        item = _ITEM.match(line)
+        if item and previous is not None:
+            offset = max(0, len(item.group(1)) - len(previous.group(1)))
+            return offset + 2, offset
+        previous = _PARENT.match(line)
+    return 2, 0
+
+
+def _yaml(text: str) -> Any:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap long lines
+    sequence, offset = sequence_indent(text)
+    yaml.indent(mapping=2, sequence=sequence, offset=offset)
+    return yaml
+
+
+def remove_instance(text: str, number: int, *, source: str = "stack file") -> str:
+    """`text` with `number` removed from api.instances (and from api.importIds)."""
+    from ruamel.yaml.error import YAMLError
+
+    yaml = _yaml(text)
+    try:
+        doc = yaml.load(text)
+    except YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    config = doc.get("config") if isinstance(doc, dict) else None
+    api = config.get(API_KEY) if isinstance(config, dict) else None
+    if not isinstance(api, dict):
+        raise ConfigError(f"{source}: {API_KEY}: missing")
+    instances = api.get("instances")
+    if not isinstance(instances, list):
+        raise ConfigError(f"{source}: {API_KEY}.instances: not an explicit list of instances")
+    if number not in instances:
+        raise ConfigError(f"{source}: {API_KEY}.instances: {number} is not declared")
+    del instances[instances.index(number)]
+    import_ids = api.get("importIds")
+    if isinstance(import_ids, dict):
+        for key in [k for k in import_ids if str(k) == str(number)]:
+            del import_ids[key]
+    buffer = io.StringIO()
+    yaml.dump(doc, buffer)
+    return buffer.getvalue()
+
+
+def settings_of_text(text: str, *, source: str) -> Settings:
+    """Validate edited stack-file text exactly as the CLI validates the file itself."""
+    import tempfile
+
+    from koinonia_infra.settings import read_stack_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp) / "Pulumi.check.yaml"
+        scratch.write_text(text, encoding="utf-8")
+        mapping = read_stack_config(scratch)
+    return settings_from_config(mapping, source=source)

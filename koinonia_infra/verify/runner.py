@@ -1,0 +1,260 @@
+"""Runs the check plan: gathers the observations the checks need (HTTP, Render API), evaluates
+them, and with `wait_seconds` re-observes the failing ones with backoff until all pass or the
+deadline, keeping the last observation of each."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from koinonia_infra.descriptor import Descriptor
+from koinonia_infra.errors import RenderApiError
+from koinonia_infra.settings import VerifySettings
+from koinonia_infra.traffic import (
+    BurstResult,
+    burst_async,
+    fetch_async,
+    latency_summary,
+    make_http_client,
+)
+from koinonia_infra.verify.checks import (
+    PARITY_KEYS,
+    EnvSnapshot,
+    Observations,
+    PlannedCheck,
+    ServiceState,
+    evaluate,
+    join_url,
+    label,
+    plan_checks,
+    service_ids,
+)
+from koinonia_infra.verify.model import CheckResult, VerifyOptions, VerifyReport
+
+if TYPE_CHECKING:
+    from koinonia_infra.render_api import RenderClient
+
+Progress = Callable[[str], None]
+NO_KEY = "no Render API key: set RENDER_API_KEY (or use --target sandbox)"
+_BACKOFF_START = 0.5
+_BACKOFF_MAX = 5.0
+
+
+def fingerprint(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def env_snapshot(env: dict[str, str]) -> EnvSnapshot:
+    """Key names and fingerprints only: the values go no further than this function."""
+    return EnvSnapshot(
+        keys=frozenset(env),
+        fingerprints={k: fingerprint(env[k]) for k in PARITY_KEYS if k in env},
+    )
+
+
+async def _observe_http(
+    checks: list[PlannedCheck], descriptor: Descriptor, options: VerifyOptions, obs: Observations
+) -> None:
+    urls = sorted({c.url for c in checks if c.probe == "health" and c.url})
+    if urls:
+        async with make_http_client(
+            timeout=options.timeout_seconds, max_connections=max(len(urls), 1)
+        ) as client:
+            fetched = await asyncio.gather(
+                *(
+                    fetch_async(
+                        client,
+                        u,
+                        timeout=options.timeout_seconds,
+                        max_body_bytes=options.max_body_bytes,
+                    )
+                    for u in urls
+                )
+            )
+        obs.health.update({f.url: f for f in fetched})
+    if any(c.probe == "burst" for c in checks):
+        # After the health reads, not alongside them: the burst measures latency.
+        obs.burst = await burst_async(
+            join_url(descriptor.edge_url, options.health_path),
+            options.requests,
+            options.concurrency,
+            timeout=options.timeout_seconds,
+            max_body_bytes=options.max_body_bytes,
+        )
+
+
+def _observe_render(
+    checks: list[PlannedCheck], descriptor: Descriptor, render: RenderClient, obs: Observations
+) -> None:
+    by_number = {i.number: i for i in descriptor.instances}
+    if any(c.id == "config-parity" for c in checks):
+        for number, inst in by_number.items():
+            try:
+                obs.env[number] = env_snapshot(render.env_vars(inst.service_id))
+            except RenderApiError as exc:
+                obs.env[number] = f"Render API: {exc.message}"
+    ids = service_ids(descriptor)
+    for check in checks:
+        if check.id != "deploy-status":
+            continue
+        service_id = ids[check.target]
+        try:
+            service = render.get_service(service_id)
+            deploy = render.latest_deploy(service_id)
+        except RenderApiError as exc:
+            obs.services[check.target] = f"Render API: {exc.message}"
+            continue
+        obs.services[check.target] = ServiceState(
+            suspended=str(service.suspended),
+            deploy_status=deploy.status if deploy else None,
+            deploy_id=deploy.id if deploy else None,
+            commit=deploy.commit_id if deploy else None,
+        )
+
+
+def _observe(
+    checks: list[PlannedCheck],
+    descriptor: Descriptor,
+    options: VerifyOptions,
+    render: RenderClient | None,
+    render_skip: str | None,
+) -> Observations:
+    obs = Observations(render_skip=render_skip)
+    asyncio.run(_observe_http(checks, descriptor, options, obs))
+    if render is not None and any(c.probe == "render" for c in checks):
+        _observe_render(checks, descriptor, render, obs)
+    return obs
+
+
+def _traffic_summary(burst: BurstResult | None) -> dict[str, Any]:
+    if burst is None:
+        return {}
+    return {
+        "url": burst.url,
+        "requests": len(burst.samples),
+        "concurrency": burst.concurrency,
+        "elapsedSeconds": round(burst.elapsed_s, 3),
+        "requestsPerSecond": round(burst.requests_per_second, 1),
+        "latency": latency_summary(burst.samples).as_dict(),
+    }
+
+
+def _deployment(descriptor: Descriptor, options: VerifyOptions) -> dict[str, Any]:
+    return {
+        "stack": descriptor.stack,
+        "environment": options.environment or descriptor.environment,
+        "edgeUrl": descriptor.edge_url,
+        "instances": [
+            {"target": label(i), "number": i.number, "name": i.name, "url": i.url}
+            for i in descriptor.instances
+        ],
+    }
+
+
+def run_verify(
+    descriptor: Descriptor,
+    options: VerifyOptions,
+    *,
+    render: RenderClient | None = None,
+    on_progress: Progress | None = None,
+) -> VerifyReport:
+    """Every check once; with `options.wait_seconds`, failing ones again until pass or deadline."""
+    say = on_progress or (lambda _msg: None)
+    t0 = time.monotonic()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    deadline = t0 + options.wait_seconds
+    plan = plan_checks(descriptor, options)
+
+    owned: RenderClient | None = None
+    render_skip: str | None = None
+    if render is None:
+        from koinonia_infra.render_api import RenderClient
+
+        # A verify must not hang on a throttled API: short timeout, short retry window.
+        owned = RenderClient.for_descriptor(descriptor, timeout=5.0, retry_deadline=10.0)
+        render = owned
+    if render is None:
+        render_skip = NO_KEY
+
+    try:
+        say(f"checking {len(descriptor.instances)} instance(s) and the edge")
+        obs = _observe(plan, descriptor, options, render, render_skip)
+        results: dict[tuple[str, str], CheckResult] = {}
+        for check in plan:
+            results[(check.id, check.target)] = evaluate(check, obs, descriptor, options)
+        traffic = _traffic_summary(obs.burst)
+        attempts = 1
+        delay = _BACKOFF_START
+        while True:
+            failing = [c for c in plan if results[(c.id, c.target)].status == "fail"]
+            remaining = deadline - time.monotonic()
+            if not failing or remaining <= 0:
+                break
+            pause = min(delay, remaining)
+            names = ", ".join(sorted({f"{c.id} {c.target}" for c in failing})[:4])
+            say(f"{len(failing)} check(s) failing ({names}); retrying in {pause:.1f}s")
+            time.sleep(pause)
+            delay = min(delay * 2, _BACKOFF_MAX)
+            attempts += 1
+            obs = _observe(failing, descriptor, options, render, render_skip)
+            for check in failing:
+                results[(check.id, check.target)] = evaluate(check, obs, descriptor, options)
+            if obs.burst is not None:
+                traffic = _traffic_summary(obs.burst)
+    finally:
+        if owned is not None:
+            owned.close()
+
+    return VerifyReport(
+        deployment=_deployment(descriptor, options),
+        options=options,
+        checks=[results[(c.id, c.target)] for c in plan],
+        started_at=started_at,
+        duration_seconds=time.monotonic() - t0,
+        attempts=attempts,
+        traffic=traffic,
+    )
+
+
+def verify_deployment(
+    *,
+    stack: str | None = None,
+    outputs: Path | None = None,
+    target: str | None = None,
+    state_dir: Path | None = None,
+    render_api_url: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    on_progress: Progress | None = None,
+) -> VerifyReport:
+    """Resolve the deployment and thresholds the way the CLI is documented to, then verify.
+
+    Thresholds: `VerifySettings` defaults, then the stack file's `koinonia:verify` when the
+    deployment comes from a stack, then the flags (`overrides`, None meaning "not given").
+    """
+    from koinonia_infra.render_api import RenderClient
+    from koinonia_infra.targets import resolve_descriptor
+
+    settings: VerifySettings | None = None
+    from_stack = outputs is None and target is None
+    if from_stack:
+        from koinonia_infra.project import stack_path
+        from koinonia_infra.settings import load_settings
+
+        settings = load_settings(stack_path(stack or "prod")).verify
+    descriptor = resolve_descriptor(
+        stack=stack, outputs=outputs, target=target, state_dir=state_dir
+    )
+    options = VerifyOptions.from_settings(settings, use_environment=from_stack, **(overrides or {}))
+    render = RenderClient.for_descriptor(
+        descriptor, base_url=render_api_url, timeout=5.0, retry_deadline=10.0
+    )
+    try:
+        return run_verify(descriptor, options, render=render, on_progress=on_progress)
+    finally:
+        if render is not None:
+            render.close()

@@ -1,0 +1,219 @@
+"""A simulated deployment for the ops unit tests: a fake clock, a fake Render API (served to the
+real `RenderClient` through `httpx.MockTransport`), fake edge traffic and fake health probes, all
+driven by the same world state, so the drill and the rollout run end to end in milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from koinonia_infra.descriptor import Descriptor, parse_descriptor
+from koinonia_infra.ops.common import HealthResult, TrafficTotals
+from koinonia_infra.render_api import RenderClient
+from koinonia_infra.traffic import Sample
+
+
+@dataclass
+class FakeInstance:
+    number: int
+    service_id: str
+    up: bool = True
+    suspended: bool = False
+    deploys: list[dict[str, Any]] = field(default_factory=list)
+    # Scheduled state changes: (time, up)
+    pending: list[tuple[float, bool]] = field(default_factory=list)
+
+
+class World:
+    def __init__(self, instances: int = 2, *, rate: float = 200.0) -> None:
+        self.t = 100.0
+        self.rate = rate
+        self.drain_delay = 0.3  # suspend → the edge stops routing to it
+        self.rejoin_delay = 0.8  # resume → healthy and routed again
+        self.deploy_steps = ["build_in_progress", "update_in_progress", "live"]
+        self.fail_deploy_of: set[int] = set()
+        self.never_rejoin: set[int] = set()
+        self.calls: list[str] = []
+        self.interrupt_at: float | None = None
+        self.api_failure: Callable[[httpx.Request], httpx.Response | None] | None = None
+        self.instances = {
+            n: FakeInstance(
+                n,
+                f"srv-{n}",
+                deploys=[{"id": f"dep-{n}-0", "status": "live", "commit": {"id": "c0"}}],
+            )
+            for n in range(1, instances + 1)
+        }
+        self._samples: list[Sample] = []
+        self._next_send = self.t
+        self._rr = 0
+        self.traffic_started: float | None = None
+        self.traffic_stopped: float | None = None
+
+    # ---- time ------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.t
+
+    clock = now
+
+    def sleep(self, seconds: float) -> None:
+        end = self.t + max(seconds, 0.0)
+        while True:
+            events = [t for inst in self.instances.values() for t, _ in inst.pending if t <= end]
+            step_to = min([*events, end])
+            self._generate(step_to)
+            self.t = step_to
+            for inst in self.instances.values():
+                due = [(t, up) for t, up in inst.pending if t <= self.t]
+                for item in due:
+                    inst.pending.remove(item)
+                    inst.up = item[1]
+            if self.interrupt_at is not None and self.t >= self.interrupt_at:
+                self.interrupt_at = None
+                raise KeyboardInterrupt
+            if step_to >= end:
+                return
+
+    def _generate(self, until: float) -> None:
+        if self.traffic_started is None or self.traffic_stopped is not None:
+            return
+        interval = 1.0 / self.rate
+        while self._next_send < until:
+            up = [n for n, inst in sorted(self.instances.items()) if inst.up]
+            if up:
+                n = up[self._rr % len(up)]
+                self._rr += 1
+                sample = Sample(self._next_send, 2.0, 200, f"api-{n}", None)
+            else:
+                sample = Sample(self._next_send, 5000.0, None, None, "connection refused (edge)")
+            self._samples.append(sample)
+            self._next_send += interval
+
+    # ---- traffic seam ----------------------------------------------------------------------
+    def start_traffic(self, url: str, rate: float) -> World:
+        self.calls.append(f"traffic {url} {rate:g}")
+        self.rate = rate
+        self.traffic_started = self.t
+        self._next_send = self.t
+        return self
+
+    def samples(self) -> Sequence[Sample]:
+        return list(self._samples)
+
+    def stop(self) -> TrafficTotals:
+        self.traffic_stopped = self.t
+        self.calls.append("traffic stop")
+        duration = self.t - (self.traffic_started or self.t)
+        return TrafficTotals(
+            samples=list(self._samples),
+            duration=duration,
+            target_rate=self.rate,
+            achieved_rate=len(self._samples) / duration if duration else 0.0,
+        )
+
+    # ---- probes ----------------------------------------------------------------------------
+    def probe(self, url: str) -> HealthResult:
+        match = re.search(r"api-(\d+)", url)
+        if match is None:  # the edge
+            ok = any(i.up for i in self.instances.values())
+        else:
+            ok = self.instances[int(match.group(1))].up
+        return HealthResult(ok=ok, detail="ok" if ok else "connection refused", latency_ms=1.0)
+
+    # ---- Render API --------------------------------------------------------------------------
+    def _by_sid(self, sid: str) -> FakeInstance | None:
+        return next((i for i in self.instances.values() if i.service_id == sid), None)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(f"{request.method} {request.url.path}")
+        if self.api_failure is not None:
+            failed = self.api_failure(request)
+            if failed is not None:
+                return failed
+        m = re.fullmatch(r"/v1/services/([^/]+)(?:/(.*))?", request.url.path)
+        inst = self._by_sid(m.group(1)) if m else None
+        if m is None or inst is None:
+            return httpx.Response(404, json={"message": "not found"})
+        rest = m.group(2) or ""
+        if request.method == "GET" and rest == "":
+            return httpx.Response(
+                200,
+                json={
+                    "id": inst.service_id,
+                    "name": f"svc-{inst.number}",
+                    "slug": f"svc-{inst.number}",
+                    "suspended": "suspended" if inst.suspended else "not_suspended",
+                    "serviceDetails": {"url": f"http://api-{inst.number}.test"},
+                },
+            )
+        if rest == "suspend":
+            inst.suspended = True
+            inst.pending.append((self.t + self.drain_delay, False))
+            return httpx.Response(202)
+        if rest == "resume":
+            inst.suspended = False
+            if inst.number not in self.never_rejoin:
+                inst.pending.append((self.t + self.rejoin_delay, True))
+            return httpx.Response(202)
+        if rest == "deploys" and request.method == "POST":
+            dep: dict[str, Any] = {
+                "id": f"dep-{inst.number}-{len(inst.deploys)}",
+                "status": "created",
+                "_polls": 0,
+            }
+            inst.deploys.insert(0, dep)
+            return httpx.Response(201, json=_public(dep))
+        if rest == "deploys":
+            return httpx.Response(
+                200, json=[{"cursor": d["id"], "deploy": _public(d)} for d in inst.deploys[:1]]
+            )
+        if rest.startswith("deploys/"):
+            dep = next(d for d in inst.deploys if d["id"] == rest.split("/")[1])
+            if dep["status"] not in ("live", "update_failed"):
+                polls = dep["_polls"]
+                dep["_polls"] = polls + 1
+                steps = self.deploy_steps
+                if inst.number in self.fail_deploy_of and polls >= 1:
+                    dep["status"] = "update_failed"
+                else:
+                    dep["status"] = steps[min(polls, len(steps) - 1)]
+            return httpx.Response(200, json=_public(dep))
+        return httpx.Response(404, json={"message": "no route"})
+
+    def client(self) -> RenderClient:
+        return RenderClient(
+            "http://render.test/v1",
+            "test-key",
+            transport=httpx.MockTransport(self.handle),
+            sleep=self.sleep,
+            clock=self.clock,
+            retry_deadline=5.0,
+        )
+
+    def descriptor(self) -> Descriptor:
+        return parse_descriptor(
+            {
+                "edgeUrl": "http://edge.test",
+                "edge": {"name": "koinonia-edge", "serviceId": "srv-edge"},
+                "instances": [
+                    {
+                        "number": n,
+                        "name": f"svc-{n}",
+                        "serviceId": i.service_id,
+                        "url": f"http://api-{n}.test",
+                        "privateAddress": f"svc-{n}:8080",
+                    }
+                    for n, i in self.instances.items()
+                ],
+            },
+            source="test",
+        )
+
+
+def _public(dep: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in dep.items() if not k.startswith("_")}

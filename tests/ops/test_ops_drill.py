@@ -1,0 +1,146 @@
+"""The failover drill against a simulated deployment (fakes at the client, traffic, probe seams)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from ops_fakes import World
+
+from koinonia_infra.errors import OperationFailed
+from koinonia_infra.ops.drill import DrillReport, run_failover_drill
+from koinonia_infra.ops.render import drill_markdown
+
+REQUIRED_KEYS = {
+    "failedRequests",
+    "totalRequests",
+    "achievedRate",
+    "maxLatencyMs",
+    "secondsUntilDrained",
+    "secondsToRejoin",
+    "resumed",
+}
+
+
+def drill(world: World, **kwargs: object) -> DrillReport:
+    options: dict[str, object] = {"instance": 1, "duration": 2.0, "rate": 200.0, "settle": 0.5}
+    options.update(kwargs)
+    return run_failover_drill(
+        world.descriptor(),
+        world.client(),
+        start_traffic=world.start_traffic,
+        probe=world.probe,
+        sleep=world.sleep,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def api_calls(world: World) -> list[str]:
+    return [c for c in world.calls if c.startswith("POST")]
+
+
+def test_healthy_drill_passes_and_measures_drain_and_rejoin() -> None:
+    world = World()
+    report = drill(world)
+    data = report.to_json()
+    assert data.keys() >= REQUIRED_KEYS
+    assert report.outcome == "passed", report.error
+    assert report.exit_code == 0
+    assert data["failedRequests"] == 0
+    assert data["resumed"] is True
+    assert data["totalRequests"] > 400
+    # The fake edge stops routing 0.3 s after the suspend and routes again 0.8 s after the resume.
+    assert 0.25 <= data["secondsUntilDrained"] <= 0.35
+    assert 0.75 <= data["secondsToRejoin"] <= 0.9
+    assert report.served_by_while_suspended == {"api-2": report.served_by_while_suspended["api-2"]}
+    assert api_calls(world) == ["POST /v1/services/srv-1/suspend", "POST /v1/services/srv-1/resume"]
+    assert all(c.passed for c in report.checks if c.gating)
+    assert world.calls[-1] == "traffic stop"
+
+
+def test_drill_of_instance_two_suspends_only_it() -> None:
+    world = World()
+    report = drill(world, instance=2)
+    assert report.outcome == "passed"
+    assert api_calls(world) == ["POST /v1/services/srv-2/suspend", "POST /v1/services/srv-2/resume"]
+
+
+def test_refuses_with_one_healthy_instance_and_touches_nothing() -> None:
+    world = World()
+    world.instances[2].up = False
+    with pytest.raises(OperationFailed) as info:
+        drill(world)
+    assert "refusing the failover drill: only 1 of 2 instances are healthy" in str(info.value)
+    assert "api-2: connection refused" in str(info.value)
+    assert api_calls(world) == []
+    assert world.traffic_started is None
+
+
+def test_refuses_a_single_instance_deployment() -> None:
+    world = World(instances=1)
+    with pytest.raises(OperationFailed, match="needs at least two instances"):
+        drill(world)
+    assert api_calls(world) == []
+
+
+def test_interrupt_mid_drill_still_resumes() -> None:
+    world = World()
+    world.interrupt_at = world.t + 1.0  # while instance 1 is suspended
+    report = drill(world)
+    assert report.outcome == "interrupted"
+    assert report.exit_code == 130
+    assert report.resumed is True
+    assert api_calls(world)[-1] == "POST /v1/services/srv-1/resume"
+    assert world.instances[1].suspended is False
+    assert "resumed during cleanup" in " ".join(e.event for e in report.timeline)
+
+
+def test_api_error_after_suspend_still_resumes() -> None:
+    world = World()
+
+    def fail_reads_after_suspend(request: httpx.Request) -> httpx.Response | None:
+        suspended = world.instances[1].suspended
+        if suspended and request.method == "GET":
+            return httpx.Response(403, json={"message": "nope"})
+        return None
+
+    world.api_failure = fail_reads_after_suspend
+    report = drill(world)
+    assert report.outcome == "error"
+    assert report.exit_code == 3
+    assert report.error is not None
+    assert "key was rejected" in report.error
+    assert report.resumed is True
+    assert api_calls(world)[-1] == "POST /v1/services/srv-1/resume"
+
+
+def test_instance_that_never_rejoins_fails_but_is_resumed() -> None:
+    world = World()
+    world.never_rejoin.add(1)
+    report = drill(world, rejoin_timeout=3.0)
+    assert report.outcome == "failed"
+    assert report.exit_code == 1
+    assert report.resumed is True
+    assert report.seconds_to_rejoin is None
+    assert report.error is not None
+    assert "not healthy 3s after resume" in report.error
+
+
+def test_failed_requests_fail_the_drill() -> None:
+    world = World()
+    world.instances[2].pending.append((world.t + 1.2, False))  # the survivor dies too
+    world.instances[2].pending.append((world.t + 1.6, True))
+    report = drill(world)
+    assert report.failed_requests > 0
+    assert report.outcome == "failed"
+    assert report.exit_code == 1
+    failing = [c.name for c in report.checks if c.passed is False]
+    assert "no failed requests through the edge" in failing
+
+
+def test_markdown_report_mirrors_the_checklist() -> None:
+    report = drill(World())
+    text = drill_markdown(report)
+    assert "## Runbook failover checklist" in text
+    assert "- [x] no failed requests through the edge: 0 of" in text
+    assert "- [x] api-1 resumed: resumed" in text
+    assert "seconds to rejoin" in text

@@ -1,0 +1,123 @@
+"""The rolling redeploy and `status` against a simulated deployment."""
+
+from __future__ import annotations
+
+import pytest
+from ops_fakes import World
+
+from koinonia_infra.errors import OperationFailed, UsageError
+from koinonia_infra.ops.render import rollout_markdown
+from koinonia_infra.ops.rollout import RolloutReport, parse_order, run_rollout
+from koinonia_infra.ops.status import collect_status
+
+
+def rollout(world: World, order: list[int], **kwargs: object) -> RolloutReport:
+    return run_rollout(
+        world.descriptor(),
+        world.client(),
+        order=order,
+        start_traffic=world.start_traffic,
+        probe=world.probe,
+        sleep=world.sleep,
+        settle=0.5,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def deploy_posts(world: World) -> list[str]:
+    return [c for c in world.calls if c.startswith("POST") and c.endswith("/deploys")]
+
+
+def test_rollout_redeploys_in_order_and_every_instance_ends_on_a_new_deploy() -> None:
+    world = World()
+    report = rollout(world, [2, 1])
+    data = report.to_json()
+    assert report.outcome == "passed", report.error
+    assert report.exit_code == 0
+    assert data["failedRequests"] == 0
+    assert {"totalRequests", "achievedRate", "maxLatencyMs"} <= data.keys()
+    assert deploy_posts(world) == [
+        "POST /v1/services/srv-2/deploys",
+        "POST /v1/services/srv-1/deploys",
+    ]
+    assert [(s["instance"], s["outcome"], s["deployStatus"]) for s in data["steps"]] == [
+        (2, "done", "live"),
+        (1, "done", "live"),
+    ]
+    for step in report.steps:
+        assert step.deploy is not None
+        assert step.deploy != step.previous_deploy
+        assert step.seconds_to_rejoin is not None
+
+
+def test_failed_deploy_stops_and_leaves_the_rest_untouched() -> None:
+    world = World()
+    world.fail_deploy_of.add(2)
+    report = rollout(world, [2, 1])
+    assert report.outcome == "failed"
+    assert report.exit_code == 1
+    assert report.error is not None
+    assert "api-2 (svc-2)" in report.error
+    assert "update_failed" in report.error
+    assert deploy_posts(world) == ["POST /v1/services/srv-2/deploys"]
+    assert [(s.instance, s.outcome) for s in report.steps] == [(2, "failed"), (1, "untouched")]
+    assert report.failed_requests == 0  # instance 1 kept serving
+    text = rollout_markdown(report)
+    assert "| api-1 | svc-1 | untouched |" in text
+    assert "- [ ] every instance on a new deploy: 0 of 2" in text
+
+
+def test_rollout_refuses_when_an_instance_is_unhealthy() -> None:
+    world = World()
+    world.instances[1].up = False
+    with pytest.raises(OperationFailed, match="refusing the rollout: 1 of 2 instances"):
+        rollout(world, [2, 1])
+    assert deploy_posts(world) == []
+
+
+def test_interrupted_rollout_reports_where_it_stopped() -> None:
+    world = World()
+    world.interrupt_at = world.t + 0.2
+    report = rollout(world, [2, 1])
+    assert report.outcome == "interrupted"
+    assert report.exit_code == 130
+    assert world.calls[-1] == "traffic stop"
+
+
+def test_parse_order() -> None:
+    desc = World(instances=3).descriptor()
+    assert parse_order(None, desc) == [3, 2, 1]
+    assert parse_order("1, 3", desc) == [1, 3]
+    with pytest.raises(UsageError, match="expected instance numbers"):
+        parse_order("one", desc)
+    with pytest.raises(UsageError, match="each instance once"):
+        parse_order("1,1", desc)
+    with pytest.raises(UsageError, match="instance 7 is not in the deployment"):
+        parse_order("7", desc)
+
+
+def test_status_lists_instances_and_edge() -> None:
+    world = World()
+    world.instances[2].suspended = True
+    world.instances[2].up = False
+    report = collect_status(world.descriptor(), world.client(), world.probe)
+    rows = {s.role: s for s in report.services}
+    assert list(rows) == ["api-1", "api-2", "edge"]
+    assert rows["api-1"].deploy_status == "live"
+    assert rows["api-1"].healthy is True
+    assert rows["api-2"].suspended is True
+    assert rows["api-2"].healthy is False
+    # The fake API knows no edge service: the error is shown on its row, the others still load.
+    assert rows["edge"].api_error is not None
+    assert "srv-edge not found" in rows["edge"].api_error
+    assert rows["edge"].healthy is True
+    data = report.to_json()
+    assert data["services"][0]["deployStatus"] == "live"
+
+
+def test_status_without_api_key_shows_health_only() -> None:
+    world = World()
+    report = collect_status(world.descriptor(), None, world.probe)
+    assert [s.deploy_status for s in report.services] == [None, None, None]
+    assert all(s.healthy for s in report.services)
+    assert not [c for c in world.calls if c.startswith("GET")]

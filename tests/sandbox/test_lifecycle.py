@@ -1,0 +1,178 @@
+"""`sandbox up | status | down` as a user runs them: a real CLI process, a real daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from koinonia_infra.descriptor import load_descriptor
+from koinonia_infra.sandbox.state import ProcessRecord, is_alive, read_state
+
+CLI = [sys.executable, "-c", "from koinonia_infra.cli import main; main()"]
+
+
+def cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=180, env=env, check=False
+    )
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if text in cmdline and state != "Z":
+                found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+@pytest.fixture
+def sandbox_dir(sandbox_state_dir: Path) -> Path:
+    return sandbox_state_dir
+
+
+@pytest.mark.integration
+def test_up_status_down_leaves_no_process_behind(sandbox_dir: Path) -> None:
+    up = cli("sandbox", "up", "--state-dir", sandbox_dir, "--format", "json")
+    assert up.returncode == 0, up.stderr
+    report = json.loads(up.stdout)
+    records = [
+        ProcessRecord(role=p["role"], pid=p["pid"], pgid=p["pgid"]) for p in report["processes"]
+    ]
+    assert {r.role for r in records} == {
+        "supervisor",
+        "postgres",
+        "redis",
+        "api-1",
+        "api-2",
+        "edge",
+    }
+    assert "sandbox up in" in up.stderr
+    assert "edge (caddy) healthy" in up.stderr
+
+    descriptor_path = sandbox_dir / "descriptor.json"
+    assert stat.S_IMODE(descriptor_path.stat().st_mode) == 0o600
+    descriptor = load_descriptor(descriptor_path)
+    assert descriptor.stack == "sandbox"
+    assert [i.name for i in descriptor.instances] == [
+        "koinonia-sms-backend",
+        "koinonia-sms-backend-2",
+    ]
+    token = descriptor.render_api_key
+    assert token is not None
+    assert token.get_secret_value() not in up.stdout + up.stderr
+    # The CLI has returned; the daemon keeps everything serving.
+    health = httpx.get(descriptor.edge_url + "/health", timeout=5)
+    assert health.status_code == 200
+    assert health.json()["instance"] in ("api-1", "api-2")
+
+    again = cli("sandbox", "up", "--state-dir", sandbox_dir)
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stderr
+    state = read_state(sandbox_dir)
+    assert state is not None
+    assert state.supervisor.pid == report["processes"][0]["pid"]
+
+    status = cli("sandbox", "status", "--state-dir", sandbox_dir, "--format", "json")
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["running"] is True
+    assert all(p["alive"] for p in shown["processes"])
+    assert [h["ok"] for h in shown["health"]] == [True, True, True]
+    assert token.get_secret_value() not in status.stdout
+
+    down = cli("sandbox", "down", "--state-dir", sandbox_dir)
+    assert down.returncode == 0, down.stderr
+    assert "sandbox stopped" in down.stderr
+    alive = [r for r in records if is_alive(r)]
+    assert alive == []
+    assert _processes_mentioning(str(sandbox_dir)) == []
+
+    twice = cli("sandbox", "down", "--state-dir", sandbox_dir)
+    assert twice.returncode == 0
+    assert "no running sandbox" in twice.stderr
+    # Nothing removed unless asked.
+    assert (sandbox_dir / "logs").is_dir()
+    assert descriptor_path.exists()
+
+    purge = cli("sandbox", "down", "--state-dir", sandbox_dir, "--purge")
+    assert purge.returncode == 0
+    assert not sandbox_dir.exists()
+
+
+@pytest.mark.integration
+def test_down_stops_what_a_killed_supervisor_left(sandbox_dir: Path) -> None:
+    assert cli("sandbox", "up", "--state-dir", sandbox_dir, "--instances", "1").returncode == 0
+    state = read_state(sandbox_dir)
+    assert state is not None
+    os.kill(state.supervisor.pid, signal.SIGKILL)
+    time.sleep(0.2)
+    survivors = [r for r in state.processes if is_alive(r)]
+    assert {r.role for r in survivors} == {"postgres", "redis", "api-1", "edge"}
+
+    down = cli("sandbox", "down", "--state-dir", sandbox_dir, "--purge")
+    assert down.returncode == 0, down.stderr
+    assert [r for r in state.all_records() if is_alive(r)] == []
+    assert _processes_mentioning(str(sandbox_dir)) == []
+
+
+def test_missing_binary_is_one_line_with_the_install_hint(tmp_path: Path) -> None:
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    result = cli(
+        "sandbox", "up", "--state-dir", tmp_path / "s", env={**os.environ, "PATH": str(empty)}
+    )
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "redis-server not found" in lines[0]
+    assert "apt-get install redis-server" in lines[0]
+    assert "brew install caddy" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_bad_instance_count_is_a_usage_error(tmp_path: Path) -> None:
+    result = cli("sandbox", "up", "--state-dir", tmp_path / "s", "--instances", "0")
+    assert result.returncode == 2
+    assert "--instances 0" in result.stderr
+
+
+@pytest.mark.integration
+def test_interrupted_up_stops_what_it_started(sandbox_dir: Path) -> None:
+    proc = subprocess.Popen(
+        [*CLI, "sandbox", "up", "--state-dir", str(sandbox_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Interrupt once the supervisor has started launching processes.
+    deadline = time.monotonic() + 30
+    while read_state(sandbox_dir) is None or not read_state(sandbox_dir).processes:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "supervisor never recorded a process"
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert "Traceback" not in stderr
+    state = read_state(sandbox_dir)
+    assert state is not None
+    time.sleep(0.2)
+    assert _processes_mentioning(str(sandbox_dir)) == []
+    assert [r for r in state.all_records() if is_alive(r)] == []

@@ -1,0 +1,113 @@
+"""The traffic module's contract: burst and steady modes, samples, the drill's helpers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from verify_servers import FakeDeployment
+
+from koinonia_infra.descriptor import parse_descriptor
+from koinonia_infra.errors import UsageError
+from koinonia_infra.traffic import (
+    Sample,
+    SteadyTraffic,
+    burst,
+    first_served,
+    instance_for_upstream,
+    last_served,
+    latency_summary,
+    percentile,
+)
+
+
+def sample(started: float, upstream: str | None, status: int | None = 200) -> Sample:
+    return Sample(started=started, latency_ms=1.0, status=status, upstream=upstream, error=None)
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 95) == 95.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 50) is None
+
+
+def test_latency_summary_ignores_failed_requests() -> None:
+    samples = [
+        Sample(0.0, 10.0, 200, "a", None),
+        Sample(0.0, 5000.0, None, None, "timed out after 5s (x)"),
+        Sample(0.0, 30.0, 200, "a", None),
+    ]
+    summary = latency_summary(samples)
+    assert (summary.count, summary.p50_ms, summary.max_ms) == (2, 10.0, 30.0)
+
+
+def test_drain_and_rejoin_helpers() -> None:
+    samples = [sample(1.0, "a"), sample(2.0, "b"), sample(3.0, "a"), sample(4.0, "b"),
+               sample(5.0, "b"), sample(6.0, "a", status=502), sample(7.0, "a")]  # fmt: skip
+    assert last_served(samples, "a", before=6.5) == samples[2]
+    assert first_served(samples, "a", after=3.5) == samples[6]  # the 502 does not count
+    assert last_served(samples, "c") is None
+
+
+def test_instance_for_upstream_accepts_header_and_body_labels(
+    fake_deployment: FakeDeployment,
+) -> None:
+    descriptor = parse_descriptor(fake_deployment.descriptor(), source="t")
+    second = descriptor.instances[1]
+    for label in (second.private_address, "2", "api-2", second.name, second.service_id):
+        found = instance_for_upstream(descriptor, label)
+        assert found is not None
+        assert found.number == 2
+    assert instance_for_upstream(descriptor, "10.0.0.1:8080") is None
+    assert instance_for_upstream(descriptor, None) is None
+
+
+def test_burst_attributes_every_answer(fake_deployment: FakeDeployment) -> None:
+    result = burst(fake_deployment.edge_url + "/health", requests=40, concurrency=4)
+    assert len(result.samples) == 40
+    assert all(s.ok for s in result.samples)
+    ports = {f"127.0.0.1:{i.port}" for i in fake_deployment.instances}
+    assert {s.upstream for s in result.samples} == ports
+    assert result.requests_per_second > 0
+    assert [s.started for s in result.samples] == sorted(s.started for s in result.samples)
+
+
+def test_bad_url_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="not an http"):
+        burst("ftp://example.com/", 1, 1)
+    with pytest.raises(UsageError, match="rate"):
+        SteadyTraffic("http://127.0.0.1:1/", rate=0)
+
+
+def test_steady_traffic_holds_its_rate(fake_deployment: FakeDeployment) -> None:
+    traffic = SteadyTraffic(fake_deployment.edge_url + "/health", rate=200).start()
+    time.sleep(2.0)
+    mid = traffic.samples()
+    result = traffic.stop()
+    assert 0 < len(mid) <= len(result.samples)
+    assert result.sent == len(result.samples)
+    assert result.scheduled == result.sent + result.missed
+    # ±5 % of the asked rate, and no sample lost.
+    assert abs(result.achieved_rate - 200) <= 10, result
+    assert result.failed == 0
+    starts = [s.started for s in result.samples]
+    assert result.started <= starts[0]
+    assert starts[-1] <= result.stopped
+
+
+def test_steady_traffic_counts_failures_per_request(
+    fake_deployment: FakeDeployment,
+) -> None:
+    with SteadyTraffic(fake_deployment.edge_url + "/health", rate=100, timeout=1) as traffic:
+        time.sleep(0.5)
+        for inst in fake_deployment.instances:
+            inst.status = 500
+        time.sleep(0.5)
+    result = traffic.stop()
+    assert result.failed > 0
+    assert result.failed < result.sent
+    failed = [s for s in result.samples if not s.ok]
+    assert all(s.status == 500 for s in failed)
