@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -118,9 +119,51 @@ class PostgresCheck:
                 await conn.close()
 
 
+class _RespLines(asyncio.Protocol):
+    """A pipelined RESP connection for single-line replies (+PONG, +OK, -ERR): requests go out
+    as they come, replies resolve waiters in order; one connection serves every concurrent check."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiters: deque[asyncio.Future[bytes]] = deque()
+        self.buffer = b""
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n")) >= 0:
+            line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
+            if self.waiters:
+                waiter = self.waiters.popleft()
+                if not waiter.done():  # a timed-out caller's reply still keeps the order
+                    waiter.set_result(line)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("redis connection lost"))
+
+    def call(self, payload: bytes) -> asyncio.Future[bytes]:
+        assert self.transport is not None
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        self.transport.write(payload)
+        return waiter
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
 class RedisCheck:
-    """PING over raw RESP on pooled connections: redis-py's client costs several times the CPU,
-    and /health is what the load checks hammer."""
+    """PING over raw RESP on one pipelined connection: redis-py's client costs several times the
+    CPU per call, and /health is what the load checks hammer."""
 
     def __init__(self, url: str) -> None:
         parsed = urlsplit(url)
@@ -128,7 +171,8 @@ class RedisCheck:
         self._port = parsed.port or 6379
         self._password = unquote(parsed.password) if parsed.password else None
         self._user = unquote(parsed.username) if parsed.username else None
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._conn: _RespLines | None = None
+        self._connecting: asyncio.Lock | None = None
 
     @staticmethod
     def _command(*parts: str) -> bytes:
@@ -138,35 +182,39 @@ class RedisCheck:
             out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
         return b"".join(out)
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await asyncio.open_connection(self._host, self._port)
-        if self._password is not None:
-            auth = (self._user, self._password) if self._user else (self._password,)
-            writer.write(self._command("AUTH", *auth))
-            if not (await reader.readline()).startswith(b"+OK"):
-                writer.close()
-                raise OSError("redis AUTH refused")
-        return reader, writer
+    async def _connection(self) -> _RespLines:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._conn is not None and not self._conn.lost:
+                return self._conn
+            loop = asyncio.get_running_loop()
+            _, conn = await loop.create_connection(_RespLines, self._host, self._port)
+            if self._password is not None:
+                auth = (self._user, self._password) if self._user else (self._password,)
+                if not (await conn.call(self._command("AUTH", *auth))).startswith(b"+OK"):
+                    conn.close()
+                    raise ConnectionError("redis AUTH refused")
+            self._conn = conn
+            return conn
 
     async def __call__(self) -> bool:
-        conn = self._idle.pop() if self._idle else None
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-                if conn is None:
-                    conn = await self._connect()
-                conn[1].write(b"PING\r\n")
-                ok = await conn[0].readline() == b"+PONG\r\n"
-        except (OSError, TimeoutError, asyncio.IncompleteReadError):
-            ok = False
-        if ok and conn is not None:
-            self._idle.append(conn)
-        elif conn is not None:
-            conn[1].close()
-        return ok
+                conn = await self._connection()
+                return await conn.call(b"PING\r\n") == b"+PONG"
+        except TimeoutError:
+            # A stalled Redis: start over on a fresh connection next time.
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            return False
+        except OSError:
+            return False
 
     async def close(self) -> None:
-        for _, writer in self._idle:
-            writer.close()
+        if self._conn is not None:
+            self._conn.close()
 
 
 def create_app(
@@ -206,10 +254,41 @@ def create_app(
     async def root(_request: web.Request) -> web.Response:
         return _json({"service": service, "instance": instance, "environment": environment})
 
-    app = web.Application()
+    app = web.Application(middlewares=[_close_when_draining])
+    app[DRAINING] = []
     app.router.add_get("/health", health)
     app.router.add_get("/", root)
     return app
+
+
+DRAINING: web.AppKey[list[bool]] = web.AppKey("draining", list)
+DRAIN_GRACE_SECONDS = 2.0
+
+
+@web.middleware
+async def _close_when_draining(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    response = await handler(request)
+    if request.app[DRAINING]:
+        response.force_close()  # before prepare(), so the client sees `Connection: close`
+    return response
+
+
+async def _drain(runner: web.AppRunner, app: web.Application, site: web.SockSite | None) -> None:
+    """Stop accepting (only this process's copy of a shared socket closes), then answer what
+    keep-alive clients still send with `Connection: close` so they reconnect — to the next
+    process — instead of meeting a closed connection; idle ones are closed after a grace."""
+    app[DRAINING].append(True)
+    if site is not None:
+        await site.stop()
+    deadline = asyncio.get_running_loop().time() + DRAIN_GRACE_SECONDS
+    server = runner.server
+    while server is not None and server.connections:
+        if asyncio.get_running_loop().time() >= deadline:
+            break
+        await asyncio.sleep(0.05)
+    await runner.cleanup()
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -252,15 +331,18 @@ async def serve(args: argparse.Namespace) -> None:
     if args.active or args.listen_fd is None:
         activate.set()
 
+    sites: list[web.SockSite] = []
+
     async def take_traffic() -> None:
         await activate.wait()
-        await web.SockSite(runner, public).start()
+        site = web.SockSite(runner, public)
+        await site.start()
+        sites.append(site)
 
     activator = asyncio.create_task(take_traffic())
     await stop.wait()
     activator.cancel()
-    # Stops accepting (closing only this process's copy of a shared socket), then drains.
-    await runner.cleanup()
+    await _drain(runner, app, sites[0] if sites else None)
     await database.close()
     await cache.close()
 

@@ -360,7 +360,11 @@ class Supervisor:
         from aiohttp import web
 
         self.logs.mkdir(parents=True, exist_ok=True)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+        # No keep-alive: an idle connection of ours would hold up an instance's drain.
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=2),
+            connector=aiohttp.TCPConnector(force_close=True),
+        )
         for number in self.numbers:
             sock = _listening_socket()
             self.sockets[number] = sock
@@ -372,7 +376,10 @@ class Supervisor:
         self.control_url = f"http://127.0.0.1:{self.ports['control-plane']}/v1"
         self.save_state()
 
-        self.emit.progress(f"postgres: initdb/start in {self.pg_root}")
+        fresh = not (self.pg_root / "data" / "PG_VERSION").exists()
+        self.emit.progress(
+            f"postgres: {'initdb into' if fresh else 'starting the cluster in'} {self.pg_root}"
+        )
         # A plain thread future: if start is cancelled, shutdown still waits for it to settle
         # rather than leaving a postmaster behind that nobody recorded.
         self._pg_future = self._executor.submit(self._start_postgres)

@@ -30,7 +30,8 @@ class Traffic:
 
 @contextmanager
 def edge_traffic(url: str, workers: int = 4, max_seconds: float = 60.0) -> Iterator[Traffic]:
-    """GET / through the edge from `workers` keep-alive clients until the block ends."""
+    """GET / on `url` (the edge, or an instance) from `workers` keep-alive clients until the
+    block ends; a `Connection: close` answer is honoured like any HTTP client does."""
     parts = urlsplit(url)
     traffic = Traffic()
     stop = threading.Event()
@@ -43,6 +44,8 @@ def edge_traffic(url: str, workers: int = 4, max_seconds: float = 60.0) -> Itera
                 conn.request("GET", "/")
                 resp = conn.getresponse()
                 resp.read()
+                if resp.will_close:
+                    conn.close()
                 with traffic.lock:
                     if resp.status == 200:
                         traffic.ok += 1

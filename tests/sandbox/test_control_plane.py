@@ -144,7 +144,10 @@ def test_deploy_goes_live_on_a_new_process_without_failed_requests(
     old = _record(sandbox.state_dir, "api-2")
     assert old is not None
     previous = api.get(f"/services/{inst.service_id}/deploys").json()[0]["deploy"]
-    with traffic_through_edge(sandbox.edge_url) as traffic:
+    with (
+        traffic_through_edge(sandbox.edge_url) as traffic,
+        traffic_through_edge(inst.url, workers=2) as direct,
+    ):
         time.sleep(0.5)
         created = api.post(f"/services/{inst.service_id}/deploys", json={})
         assert created.status_code == 201
@@ -158,6 +161,9 @@ def test_deploy_goes_live_on_a_new_process_without_failed_requests(
     assert "update_in_progress" in seen
     assert traffic.total > 50
     assert traffic.failed == [], f"edge failed {len(traffic.failed)} of {traffic.total}"
+    # The instance's own address keeps answering too: the socket is handed over, not reopened.
+    assert direct.total > 20
+    assert direct.failed == [], f"direct failed {len(direct.failed)} of {direct.total}"
     new = _record(sandbox.state_dir, "api-2")
     assert new is not None
     assert new.pid != old.pid

@@ -160,19 +160,20 @@ def test_interrupted_up_stops_what_it_started(sandbox_dir: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    # Interrupt once the supervisor has started launching processes.
+    # Interrupt mid-way: once the supervisor has launched the instances.
     deadline = time.monotonic() + 30
-    while read_state(sandbox_dir) is None or not read_state(sandbox_dir).processes:  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "supervisor never recorded a process"
+    seen: dict[int, ProcessRecord] = {}
+    while "api-1" not in {r.role for r in seen.values()}:
+        assert time.monotonic() < deadline, f"supervisor never recorded api-1 (saw {seen})"
         assert proc.poll() is None, proc.communicate()
+        state = read_state(sandbox_dir)
+        if state is not None:
+            seen.update({r.pid: r for r in state.all_records()})
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     assert "Traceback" not in stderr
-    state = read_state(sandbox_dir)
-    assert state is not None
-    time.sleep(0.2)
+    assert [r for r in seen.values() if is_alive(r)] == []
     assert _processes_mentioning(str(sandbox_dir)) == []
-    assert [r for r in state.all_records() if is_alive(r)] == []
