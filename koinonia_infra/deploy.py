@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -28,7 +29,13 @@ API_SERVICE_NAME = re.compile(r"^api-(\d+)$")
 EDGE_NAMES = frozenset({"edge", "edge-env"})
 
 # The engine reports one replacement as up to three steps; they are shown and counted as one.
-REPLACE_OPS = frozenset({"replace", "create-replacement", "delete-replaced"})
+# The import-/read-/discard- variants are the same for adopted and read resources.
+REPLACE_OPS = frozenset(
+    {
+        "replace", "create-replacement", "delete-replaced",
+        "import-replacement", "read-replacement", "discard-replaced",
+    }
+)  # fmt: skip
 DELETE_OPS = frozenset({"delete", "discard"})
 QUIET_OPS = frozenset({"same", "read", "refresh"})
 # Deploy states that end a wait; anything else in DEPLOY_FAILURE_STATES fails the command.
@@ -37,6 +44,13 @@ DEPLOY_FAILURE_STATES = frozenset(
     {"build_failed", "update_failed", "pre_deploy_failed", "canceled"}
 )
 DEFAULT_DEPLOY_TIMEOUT = 900.0
+# The provider triggers deploys during the update, but Render may list them a little later. Until
+# then a service's latest deploy is the previous one (often `live`): waiting on it would pass at
+# once. So wait this long (shared by all services) for a deploy created by the update; a service
+# that did not change gets none, and its latest deploy is followed instead.
+DEPLOY_GRACE = 60.0
+# Render's clock and ours may disagree a little.
+CLOCK_SKEW = timedelta(seconds=30)
 
 
 def logical_name(urn: str) -> str:
@@ -149,10 +163,23 @@ class DeployOutcome:
     service: str
     service_id: str
     status: str
+    deploy_id: str | None = None
+    # False: Render listed no deploy created by this update within DEPLOY_GRACE (the service
+    # probably did not change), so the service's latest deploy was followed instead.
+    new: bool = True
 
     @property
     def ok(self) -> bool:
         return self.status in DEPLOY_OK_STATES
+
+    def describe(self) -> str:
+        deploy = f"deploy {self.deploy_id}" if self.deploy_id else "deploy"
+        if self.new:
+            return f"{self.service}: {deploy} {self.status}"
+        return (
+            f"{self.service}: no new deploy since the update (unchanged?); "
+            f"latest {deploy} {self.status}"
+        )
 
 
 @dataclass(frozen=True)
@@ -180,7 +207,13 @@ class UpReport:
         data = self.plan.to_json()
         data["updated"] = self.updated
         data["deploys"] = [
-            {"service": d.service, "serviceId": d.service_id, "status": d.status}
+            {
+                "service": d.service,
+                "serviceId": d.service_id,
+                "deployId": d.deploy_id,
+                "status": d.status,
+                "new": d.new,
+            }
             for d in self.deploys
         ]
         data["verify"] = (
@@ -217,16 +250,34 @@ class DeployUI(Protocol):
     def ask(self, question: str) -> str: ...
 
 
+class DeployInfo(Protocol):
+    """The fields of koinonia_infra.render_api.Deploy that deploy waiting reads."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime | None: ...
+
+
 class DeployClient(Protocol):
     """The part of koinonia_infra.render_api.RenderClient that deploy waiting needs."""
 
-    def wait_for_deploy(self, service_id: str, deploy_id: str | None, *, timeout: float) -> Any: ...
+    def latest_deploy(self, service_id: str) -> DeployInfo | None: ...
+
+    def wait_for_deploy(
+        self, service_id: str, deploy_id: str | None, *, timeout: float
+    ) -> DeployInfo: ...
 
 
 DescriptorFactory = Callable[[Mapping[str, Any]], Descriptor]
 Verifier = Callable[[Descriptor], VerifyOutcome]
 HealthCheck = Callable[[InstanceRef], HealthResult]
-DeployWaiter = Callable[[Descriptor], list[DeployOutcome]]
+# (descriptor, when the update started) → one outcome per service.
+DeployWaiter = Callable[[Descriptor, datetime], list[DeployOutcome]]
 
 
 @dataclass
@@ -253,28 +304,95 @@ def services_of(descriptor: Descriptor) -> list[tuple[str, str]]:
     return result
 
 
+def _is_new(deploy: DeployInfo | None, since: datetime) -> bool:
+    created = deploy.created_at if deploy is not None else None
+    if created is None:
+        return False  # cannot tell: treated as older than the update
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return created >= since - CLOCK_SKEW
+
+
 def wait_for_deploys(
     client: DeployClient,
     descriptor: Descriptor,
     *,
+    since: datetime,
     timeout: float = DEFAULT_DEPLOY_TIMEOUT,
+    grace: float = DEPLOY_GRACE,
     clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> list[DeployOutcome]:
-    """Wait for each service's latest deploy to reach a terminal state, within one deadline
-    shared by all services. The provider triggers deploys but never waits for them."""
+    """Wait for each service's deploy created at/after `since` (when the update started) to reach
+    a terminal state, within one deadline shared by all services. The provider triggers deploys
+    but never waits for them. A service with no such deploy within `grace` (shared too) gets its
+    latest deploy followed instead, and the outcome says so (`new=False`)."""
     import time
 
     now = clock or time.monotonic
-    deadline = now() + timeout
+    pause = sleep or time.sleep
+    started = now()
+    deadline = started + timeout
+    grace_end = started + min(grace, timeout)
     outcomes: list[DeployOutcome] = []
     for name, service_id in services_of(descriptor):
-        remaining = max(1.0, deadline - now())
         try:
-            deploy = client.wait_for_deploy(service_id, None, timeout=remaining)
+            deploy, new = _follow(
+                client,
+                service_id,
+                since=since,
+                deadline=deadline,
+                grace_end=grace_end,
+                now=now,
+                pause=pause,
+            )
         except OperationFailed as exc:
-            raise OperationFailed(f"{name}: {exc.message}") from None
-        status = str(getattr(deploy, "status", "unknown"))
-        outcomes.append(DeployOutcome(service=name, service_id=service_id, status=status))
+            raise OperationFailed(f"{name}: {exc.message}", lines=exc.lines) from None
+        outcomes.append(DeployOutcome(name, service_id, str(deploy.status), deploy.id, new=new))
+    return outcomes
+
+
+def _follow(
+    client: DeployClient,
+    service_id: str,
+    *,
+    since: datetime,
+    deadline: float,
+    grace_end: float,
+    now: Callable[[], float],
+    pause: Callable[[float], None],
+) -> tuple[DeployInfo, bool]:
+    """The terminal deploy to judge the service by, and whether the update created it."""
+    delay = 1.0
+    latest = client.latest_deploy(service_id)
+    while not _is_new(latest, since) and now() < grace_end:
+        pause(min(delay, max(0.0, grace_end - now())))
+        delay = min(delay * 1.5, 5.0)
+        latest = client.latest_deploy(service_id)
+    if latest is None or not _is_new(latest, since):
+        return client.wait_for_deploy(service_id, None, timeout=max(1.0, deadline - now())), False
+    deploy = latest
+    while True:
+        deploy = client.wait_for_deploy(service_id, deploy.id, timeout=max(1.0, deadline - now()))
+        if deploy.status in DEPLOY_OK_STATES or now() >= deadline:
+            break
+        # A later deploy of the same update (service and env vars both changed) may cancel or
+        # supersede the one followed: the newest one decides.
+        newer = client.latest_deploy(service_id)
+        if newer is None or newer.id == deploy.id or not _is_new(newer, since):
+            break
+        deploy = newer
+    return deploy, True
+
+
+def await_deploys(seams: Seams, descriptor: Descriptor, since: datetime) -> list[DeployOutcome]:
+    """Wait for the update's deploys, show each outcome, fail naming the services that failed."""
+    ui = seams.ui
+    ui.message("info", "waiting for Render deploys to finish")
+    outcomes = seams.wait_for_deploys(descriptor, since)
+    for deploy in outcomes:
+        ui.message("success" if deploy.ok else "error", deploy.describe())
+    check_deploys(outcomes)
     return outcomes
 
 
@@ -343,17 +461,13 @@ def run_up(
     else:
         refuse_data_loss(plan, allow=allow_data_loss)
         require_confirmation(ui, yes=yes, what=f"update stack {plan.stack}")
+        started = datetime.now(UTC)
         with ui.progress("update") as on_event:
             result = engine.up(on_event=on_event)
         report.updated = True
         ui.message("success", f"stack {plan.stack} updated")
         descriptor = seams.descriptor_from_outputs(result.outputs)
-        ui.message("info", "waiting for Render deploys to finish")
-        report.deploys = seams.wait_for_deploys(descriptor)
-        for deploy in report.deploys:
-            level: Level = "success" if deploy.ok else "error"
-            ui.message(level, f"{deploy.service}: deploy {deploy.status}")
-        check_deploys(report.deploys)
+        report.deploys = await_deploys(seams, descriptor, started)
     if skip_verify:
         ui.message("warning", "verification skipped (--skip-verify)")
         return report
@@ -479,6 +593,7 @@ def run_destroy_instance(
         )
     _confirm_destroy(ui, request)
 
+    started = datetime.now(UTC)
     request.stack_file.write_text(request.new_stack_text, encoding="utf-8")
     try:
         with ui.progress("update") as on_event:
@@ -497,8 +612,7 @@ def run_destroy_instance(
     )
     try:
         descriptor = seams.descriptor_from_outputs(result.outputs)
-        report.deploys = seams.wait_for_deploys(descriptor)
-        check_deploys(report.deploys)
+        report.deploys = await_deploys(seams, descriptor, started)
         report.verify = _verify(seams, descriptor)
     finally:
         ui.message(

@@ -25,6 +25,11 @@ EXIT_ENVIRONMENT = 3
 EXIT_LOCKED = 4
 EXIT_INTERRUPTED = 130
 
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success · 1 deploy or verification failed (or cancelled) · 2 usage/config "
+    "error · 3 environment/engine error · 4 stack locked · 130 interrupted."
+)
+
 
 class KoinoniaError(Exception):
     """Base class: `str(err)` is the message shown to the user (one line per problem)."""

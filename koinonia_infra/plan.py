@@ -27,7 +27,7 @@ from koinonia_infra.program.mocks import (
     redact,
     reveal,
 )
-from koinonia_infra.settings import NAMESPACE, Settings, load_settings, secret_values_present
+from koinonia_infra.settings import NAMESPACE, Settings, read_stack_config, settings_from_config
 
 WEB_SERVICE = "render:services:WebService"
 ENV_VARS = "render:services:EnvVarsForService"
@@ -228,10 +228,10 @@ def plan_stack(stack: str, *, prices_file: Path | None = None) -> Plan:
     from koinonia_infra.project import stack_path
 
     path = stack_path(stack)
-    settings = load_settings(path)
+    config = read_stack_config(path)
+    settings = settings_from_config(config, source=str(path))
     prices = load_prices(prices_file)
-    present = secret_values_present(path)
-    missing = [key for key, ok in present.items() if not ok]
+    missing = [key for key in settings.api.secret_env if key not in config]
     return build_plan(settings, stack=stack, prices=prices, missing_secrets=missing)
 
 

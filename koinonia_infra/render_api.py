@@ -3,10 +3,12 @@ and `up` use. The same client talks to the sandbox's control plane, which answer
 
 Errors are translated here, never by callers:
 
-    RenderApiError   401/403 (key rejected, never echoed), 404 (names the service id),
-                     409 (a deploy is already in progress), other 4xx, 429/5xx past the retry
-                     deadline, transport errors (names the host)
-    OperationFailed  `wait_for_deploy` reached its deadline (names the service and last status)
+    RenderApiError       404 (names the service or deploy id), 409 (a deploy is already in
+    │                    progress), other 4xx, 429/5xx past the retry deadline, a timeout,
+    │                    an answer that is not the expected JSON
+    ├── ApiKeyRejected   401/403: the key was rejected (never echoed)
+    └── ApiUnreachable   the connection was refused or failed (names the host)
+    OperationFailed      `wait_for_deploy` reached its deadline (names the service, last status)
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ PAGE_LIMIT: Final = 100
 M = TypeVar("M", bound=BaseModel)
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
+
+
+class ApiKeyRejected(RenderApiError):
+    """The API answered 401/403: a command can stop here rather than repeat it per service."""
+
+
+class ApiUnreachable(RenderApiError):
+    """No answer from the API host at all."""
 
 
 class _Model(BaseModel):
@@ -156,21 +166,20 @@ class RenderClient:
     def for_descriptor(
         cls, descriptor: Descriptor, base_url: str | None = None, **kwargs: Any
     ) -> RenderClient | None:
-        """Client for a deployment, or None when no API key is available."""
-        url = (
-            base_url
-            or os.environ.get("RENDER_API_URL")
-            or descriptor.render_api_url
-            or DEFAULT_RENDER_API_URL
-        )
-        key: str | None = None
+        """Client for a deployment, or None when no API key is available.
+
+        A descriptor that carries its own key (the sandbox's token) is answered at its own URL:
+        `$RENDER_API_URL` is for the user's Render key and must not receive that token.
+        """
         if descriptor.render_api_key is not None:
-            key = descriptor.render_api_key.get_secret_value()
+            key: str | None = descriptor.render_api_key.get_secret_value()
+            url = base_url or descriptor.render_api_url
         else:
             key = next((os.environ[v] for v in API_KEY_ENV_VARS if os.environ.get(v)), None)
+            url = base_url or os.environ.get("RENDER_API_URL") or descriptor.render_api_url
         if not key:
             return None
-        return cls(url, key, **kwargs)
+        return cls(url or DEFAULT_RENDER_API_URL, key, **kwargs)
 
     def close(self) -> None:
         self._http.close()
@@ -189,6 +198,7 @@ class RenderClient:
         path: str,
         *,
         service_id: str | None = None,
+        not_found: str | None = None,
         params: dict[str, Any] | None = None,
         json: Any = None,
     ) -> httpx.Response:
@@ -204,15 +214,21 @@ class RenderClient:
                 # connection usually means a wrong URL, not a blip.
                 connect_failures += 1
                 if connect_failures >= 3 or self._clock() + 1.0 > deadline:
-                    raise RenderApiError(
+                    raise ApiUnreachable(
                         f"Render API at {self.host} unreachable: {_reason(exc)}"
                     ) from None
                 self._sleep(0.25 * connect_failures)
                 continue
             except httpx.TimeoutException:
-                raise RenderApiError(f"Render API at {self.host} timed out ({what})") from None
+                # A read is safe to repeat; a write may have been applied, so it is not.
+                wait = self._backoff(attempt, None)
+                if method != "GET" or wait > deadline - self._clock():
+                    raise RenderApiError(f"Render API at {self.host} timed out ({what})") from None
+                self._sleep(wait)
+                attempt += 1
+                continue
             except httpx.HTTPError as exc:
-                raise RenderApiError(
+                raise ApiUnreachable(
                     f"Render API at {self.host}: {what} failed: {_reason(exc)}"
                 ) from None
             status = response.status_code
@@ -221,46 +237,64 @@ class RenderClient:
                 remaining = deadline - self._clock()
                 if wait > remaining:
                     label = "rate limited (429)" if status == 429 else f"HTTP {status}"
+                    waited = self.retry_deadline - max(0.0, remaining)
                     raise RenderApiError(
-                        f"Render API at {self.host}: {what} still {label} after retrying "
-                        f"for {self.retry_deadline:g}s"
+                        f"Render API at {self.host}: {what} still {label} after {attempt + 1} "
+                        f"attempt(s) over {waited:.0f}s; the next retry (in {wait:.0f}s) would "
+                        f"pass the {self.retry_deadline:g}s retry deadline"
                     )
                 self._sleep(wait)
                 attempt += 1
                 continue
             if status >= 400:
-                raise self._error(response, what, service_id)
+                raise self._error(response, what, service_id, not_found)
             return response
 
-    def _backoff(self, attempt: int, response: httpx.Response) -> float:
-        asked = _retry_after_seconds(response, time.time())
-        # Full jitter on an exponential base keeps parallel clients from retrying in lockstep.
+    def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
+        asked = None if response is None else _retry_after_seconds(response, time.time())
         if asked is not None:
             # The server knows when the window resets; a little jitter avoids a thundering herd.
             return asked + random.uniform(0, min(1.0, 0.1 + asked * 0.1))
+        # "Equal jitter" on an exponential base: parallel clients do not retry in lockstep, and
+        # no retry comes sooner than half the base.
         exp = min(30.0, 0.5 * 2.0**attempt)
         return exp / 2 + random.uniform(0, exp / 2)
 
-    def _error(self, response: httpx.Response, what: str, service_id: str | None) -> RenderApiError:
+    def _error(
+        self, response: httpx.Response, what: str, service_id: str | None, not_found: str | None
+    ) -> RenderApiError:
         status = response.status_code
         if status in (401, 403):
             hint = "set RENDER_API_KEY (or RENDER_APIKEY) to a valid key"
-            return RenderApiError(
+            return ApiKeyRejected(
                 f"the Render API key was rejected by {self.host} (HTTP {status}); {hint}"
             )
         if status == 404:
-            if service_id is not None:
-                return RenderApiError(f"Render service {service_id} not found at {self.host}")
+            subject = not_found or (f"Render service {service_id}" if service_id else None)
+            if subject is not None:
+                return RenderApiError(f"{subject} not found at {self.host}")
             return RenderApiError(f"Render API at {self.host}: {what}: not found")
         if status == 409:
             target = service_id or what
+            if "suspend" in _api_message(response).lower():
+                # The other conflict a deploy meets: say which, rather than blame a deploy.
+                return RenderApiError(f"{what} refused: {target} is suspended; resume it first")
             return RenderApiError(f"a deploy is already in progress for {target}")
         return RenderApiError(
             f"Render API at {self.host}: {what} refused (HTTP {status}): {_api_message(response)}"
         )
 
-    def _get_json(self, path: str, *, service_id: str | None = None, **params: Any) -> Any:
-        response = self._request("GET", path, service_id=service_id, params=params or None)
+    def _get_json(
+        self,
+        path: str,
+        *,
+        service_id: str | None = None,
+        not_found: str | None = None,
+        **params: Any,
+    ) -> Any:
+        response = self._request(
+            "GET", path, service_id=service_id, not_found=not_found, params=params or None
+        )
         return _decode(response, f"GET {path}", self.host)
 
     def _paginate(
@@ -340,7 +374,11 @@ class RenderClient:
         return deploys[0] if deploys else None
 
     def get_deploy(self, service_id: str, deploy_id: str) -> Deploy:
-        data = self._get_json(f"/services/{service_id}/deploys/{deploy_id}", service_id=service_id)
+        data = self._get_json(
+            f"/services/{service_id}/deploys/{deploy_id}",
+            service_id=service_id,
+            not_found=f"deploy {deploy_id} of Render service {service_id}",
+        )
         return _parse(Deploy, data, f"deploy {deploy_id} of {service_id}", self.host)
 
     def trigger_deploy(self, service_id: str) -> Deploy:

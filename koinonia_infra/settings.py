@@ -58,6 +58,7 @@ SECRET_KEY_PATTERNS = ("*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*", "DATABASE_U
 RESERVED_ENV = ("DATABASE_URL", "REDIS_URL", "PORT", "NODE_ENV", "KOINONIA_INSTANCE")
 RENDER_PUBLIC_PORT = 10000
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HEALTH_PATH = re.compile(r"/[^\s{}\"'#]*")
 
 
 def looks_secret(key: str) -> bool:
@@ -123,6 +124,20 @@ class ApiSettings(_Model):
     def _path(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must start with '/'")
+        if not HEALTH_PATH.fullmatch(value):
+            # It is written into the edge's Caddyfile: no spaces, quotes or braces.
+            raise ValueError("must be a plain URL path without spaces, quotes or braces")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_numbers(cls, value: Any) -> Any:
+        # YAML reads `WORKERS: 4` as a number; every environment value is text.
+        if isinstance(value, Mapping):
+            return {
+                k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+                for k, v in value.items()
+            }
         return value
 
     @field_validator("name")
@@ -204,12 +219,16 @@ class EdgeSettings(_Model):
     plan: WebPlan = "starter"
     # Pinned tag: the Caddyfile is validated against this major.minor (Debian ships 2.6.2).
     image: str = "docker.io/library/caddy:2.6.4-alpine"
-    health_check_interval_seconds: float = Field(default=2.0, gt=0, le=60)
-    health_check_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    # At least 0.1 s: Caddy durations are written in whole milliseconds, and 0 is not a pace.
+    health_check_interval_seconds: float = Field(default=2.0, ge=0.1, le=60)
+    health_check_timeout_seconds: float = Field(default=2.0, ge=0.1, le=30)
     # How long the edge keeps retrying other upstreams before a client sees an error.
     retry_window_seconds: float = Field(default=5.0, ge=0, le=60)
     retry_interval_ms: int = Field(default=100, ge=10, le=5000)
-    fail_duration_seconds: float = Field(default=10.0, gt=0, le=300)
+    # How long one failed request keeps an upstream out of rotation. Short on purpose: active
+    # checks (every 2 s) already keep a dead upstream out, and a longer memory only delays the
+    # rejoin of an instance that is healthy again.
+    fail_duration_seconds: float = Field(default=3.0, gt=0, le=300)
 
     @field_validator("image")
     @classmethod
@@ -298,7 +317,7 @@ def settings_from_config(config: Mapping[str, Any], *, source: str = "") -> Sett
         if key in TOP_LEVEL_KEYS:
             data[key] = value
         elif key in secret_env:
-            if not _is_secure(value) and not isinstance(value, _SecretPlaceholder):
+            if not _is_secure(value) and not isinstance(value, SecretValue):
                 problems.append(
                     f"{where}{NAMESPACE}:{key}: secret value stored in plaintext; "
                     f"run `pulumi config set --secret {NAMESPACE}:{key}`"
@@ -347,8 +366,9 @@ def _secret_env_keys(api: Any) -> set[str]:
     return set()
 
 
-class _SecretPlaceholder(str):
-    """Marks a value the CLI cannot decrypt (a `secure:` ciphertext)."""
+class SecretValue(str):
+    """A config value known to be secret (a `secure:` entry of a stack file, or a key the engine
+    marks secret); it stands in for the value, which is never kept."""
 
 
 def stack_file(stack: str, project_dir: Path) -> Path:
@@ -390,17 +410,10 @@ def read_stack_config(path: Path) -> dict[str, Any]:
             namespace, name = NAMESPACE, key
         if namespace != NAMESPACE:
             continue
-        result[name] = _SecretPlaceholder("[secret]") if _is_secure(value) else value
+        result[name] = SecretValue("[secret]") if _is_secure(value) else value
     return result
 
 
 def load_settings(path: Path) -> Settings:
     """Settings from a `Pulumi.<stack>.yaml` file, validated; raises ConfigError."""
     return settings_from_config(read_stack_config(path), source=str(path))
-
-
-def secret_values_present(path: Path) -> dict[str, bool]:
-    """For each api.secretEnv key: whether the stack file holds a secure value for it."""
-    config = read_stack_config(path)
-    settings = settings_from_config(config, source=str(path))
-    return {key: key in config for key in settings.api.secret_env}

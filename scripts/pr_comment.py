@@ -7,7 +7,8 @@ Inputs: `koinonia-infra preview --format json` of the pull request, and `koinoni
     python scripts/pr_comment.py --preview preview.json --preview-exit-code 0 \
         --plan plan-pr.json --base-plan plan-main.json --run-url URL > comment.md
 
-Standard library only: it runs before anything else is installed if need be.
+It runs where the tool is installed, and reads preview steps with the tool's own vocabulary
+(koinonia_infra.deploy), so the comment and `koinonia-infra preview` never disagree.
 """
 
 from __future__ import annotations
@@ -20,46 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from koinonia_infra.deploy import DATASTORE_TYPES, DELETE_OPS, QUIET_OPS, REPLACE_OPS, Step
+
 # The workflow finds its earlier comment by this first line, and updates it instead of adding one.
 MARKER = "<!-- koinonia-infra:preview -->"
 
 # GitHub rejects comments over 65,536 characters; a long change list is cut well before that.
 MAX_TABLE_ROWS = 150
 
-# Pulumi step operations. A replacement shows up as several steps on one URN
-# (create-replacement, replace, delete-replaced): all of them mean "new id, new URL".
-REPLACE_OPS = frozenset(
-    {
-        "replace",
-        "create-replacement",
-        "delete-replaced",
-        "import-replacement",
-        "read-replacement",
-        "discard-replaced",
-    }
-)
-DELETE_OPS = frozenset({"delete", "discard"})
-UNCHANGED_OPS = frozenset({"same", "read", "refresh"})
 # Order of the counts in the summary line; other ops follow alphabetically.
 SUMMARY_ORDER = ("create", "update", "replace", "delete", "import")
-
-# Replacing or deleting these loses data unless the resource is protected and retained.
-DATASTORE_TYPES = frozenset({"render:postgres:Postgres", "render:key-value:KeyValue"})
 
 
 class InputError(Exception):
     """An input file exists but is not what the command writes; the message names the file."""
-
-
-@dataclass(frozen=True)
-class Step:
-    op: str
-    urn: str
-    type: str
-
-    @property
-    def name(self) -> str:
-        return self.urn.rsplit("::", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -82,7 +57,7 @@ class Preview:
 class CostItem:
     name: str
     monthly: float | None  # None: the price table has no price for its plan
-    detail: str = ""
+    plan: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,23 +124,8 @@ def parse_preview(data: Any, source: str = "preview") -> Preview:
     return Preview(summary=summary, steps=steps)
 
 
-def _item_name(item: Mapping[str, Any], where: str) -> str:
-    for key in ("logicalName", "name"):
-        value = item.get(key)
-        if isinstance(value, str) and value:
-            return value
-    raise InputError(f"{where}: no logicalName")
-
-
-def _item_amount(item: Mapping[str, Any], where: str) -> float | None:
-    for key in ("usd", "monthly"):
-        if key in item:
-            return None if item[key] is None else _number(item[key], f"{where}.{key}")
-    raise InputError(f"{where}: no monthly amount")
-
-
 def parse_plan(data: Any, source: str = "plan") -> Cost:
-    """`monthlyCost` of a plan: its total and items."""
+    """`monthlyCost` of a plan: its total and items (`usd` null: not in the price table)."""
     doc = _mapping(data, source)
     cost = _mapping(doc.get("monthlyCost"), f"{source}: monthlyCost")
     total = _number(cost.get("total"), f"{source}: monthlyCost.total")
@@ -176,23 +136,19 @@ def parse_plan(data: Any, source: str = "plan") -> Cost:
     for i, raw in enumerate(raw_items):
         where = f"{source}: monthlyCost.items[{i}]"
         item = _mapping(raw, where)
-        plan = item.get("plan")
-        detail = plan if isinstance(plan, str) else ""
-        items.append(CostItem(_item_name(item, where), _item_amount(item, where), detail))
-    currency = cost.get("currency")
-    as_of = next(
-        (
-            cost[k]
-            for k in ("pricesAsOf", "priceDate", "asOf", "date")
-            if isinstance(cost.get(k), str)
-        ),
-        "",
-    )
+        name, plan = item.get("logicalName"), item.get("plan")
+        if not isinstance(name, str) or not name:
+            raise InputError(f"{where}: no logicalName")
+        if "usd" not in item:
+            raise InputError(f"{where}: no monthly amount (usd)")
+        usd = None if item["usd"] is None else _number(item["usd"], f"{where}.usd")
+        items.append(CostItem(name, usd, plan if isinstance(plan, str) else ""))
+    currency, as_of = cost.get("currency"), cost.get("pricesAsOf")
     return Cost(
         total=total,
         items=items,
         currency=currency if isinstance(currency, str) and currency else "USD",
-        prices_as_of=as_of,
+        prices_as_of=as_of if isinstance(as_of, str) else "",
     )
 
 
@@ -218,7 +174,7 @@ def delta(amount: float, currency: str = "USD") -> str:
 
 def summary_line(preview: Preview) -> str:
     counts = {op: n for op, n in preview.summary.items() if n}
-    changing = {op: n for op, n in counts.items() if op not in UNCHANGED_OPS}
+    changing = {op: n for op, n in counts.items() if op not in QUIET_OPS}
     if not changing:
         return "**No changes.** The stack already matches this pull request."
     ordered = [op for op in SUMMARY_ORDER if op in changing]
@@ -249,7 +205,7 @@ def _changes_table(preview: Preview) -> list[str]:
     seen: set[tuple[str, str]] = set()
     for step in preview.steps:
         op = "replace" if step.op in REPLACE_OPS else step.op
-        if op in UNCHANGED_OPS or (op, step.urn) in seen:
+        if op in QUIET_OPS or (op, step.urn) in seen:
             continue
         seen.add((op, step.urn))
         rows.append(Step(op=op, urn=step.urn, type=step.type))
@@ -273,16 +229,27 @@ def _cost_section(pr: Cost | None, base: Cost | None) -> list[str]:
     if pr is None:
         return [*lines, "Not available: `koinonia-infra plan` failed for this pull request.", ""]
     cur = pr.currency
+    unpriced = sorted({i.name for c in (pr, base) if c for i in c.items if i.monthly is None})
+    # Without a price for every resource the totals are lower bounds and their difference can
+    # look like a saving that is not one: say so in the headline itself.
+    priced = " for the priced resources" if unpriced else ""
     if base is None:
         lines += [
-            f"**{money(pr.total, cur)}** per month. No baseline: `koinonia-infra plan` could not "
-            "read main's stack file with this version.",
+            f"**{money(pr.total, cur)}** per month{priced}. No baseline: `koinonia-infra plan` "
+            "could not read main's stack file with this version.",
             "",
         ]
     else:
         lines += [
-            f"**{delta(pr.total - base.total, cur)}** per month "
+            f"**{delta(pr.total - base.total, cur)}** per month{priced} "
             f"({money(base.total, cur)} on main → {money(pr.total, cur)} with this pull request).",
+            "",
+        ]
+    if unpriced:
+        names = ", ".join(f"`{_cell(name)}`" for name in unpriced)
+        lines += [
+            "> [!NOTE]",
+            f"> Not in the price table, so left out of the totals: {names}.",
             "",
         ]
     lines += _cost_items(pr, base)
@@ -296,7 +263,7 @@ def _cost_items(pr: Cost, base: Cost | None) -> list[str]:
     cur = pr.currency
 
     def label(item: CostItem) -> str:
-        return f"`{_cell(item.name)}`" + (f" ({_cell(item.detail)})" if item.detail else "")
+        return f"`{_cell(item.name)}`" + (f" ({_cell(item.plan)})" if item.plan else "")
 
     def amount(item: CostItem | None) -> str:
         if item is None:
@@ -309,20 +276,21 @@ def _cost_items(pr: Cost, base: Cost | None) -> list[str]:
         rows = [f"| {label(item)} | {amount(item)} |" for item in pr.items]
         return ["| Resource | per month |", "|---|---:|", *rows, ""]
 
-    def usd(item: CostItem | None) -> float:
-        return item.monthly or 0.0 if item is not None else 0.0
+    def usd(item: CostItem | None) -> float | None:
+        """The item's price; 0 for an absent item; None when the table has no price."""
+        return 0.0 if item is None else item.monthly
 
     before = {item.name: item for item in base.items}
     after = {item.name: item for item in pr.items}
     rows = []
     for name in [*after, *(n for n in before if n not in after)]:
         old, new = before.get(name), after.get(name)
-        same_plan = old is not None and new is not None and old.detail == new.detail
-        if same_plan and usd(old) == usd(new):
+        if old is not None and new is not None and old.plan == new.plan and usd(old) == usd(new):
             continue
         shown = new if new is not None else old
         assert shown is not None  # the name came from one of the two
-        change = delta(usd(new) - usd(old), cur)
+        old_usd, new_usd = usd(old), usd(new)
+        change = "unknown" if old_usd is None or new_usd is None else delta(new_usd - old_usd, cur)
         rows.append(f"| {label(shown)} | {amount(old)} | {amount(new)} | {change} |")
     if not rows:
         return []

@@ -41,7 +41,7 @@ def test_round_robin_with_active_and_passive_health_checks() -> None:
         "health_timeout 2s",
         "lb_try_duration 5s",
         "lb_try_interval 100ms",
-        "fail_duration 10s",
+        "fail_duration 3s",
         "unhealthy_status 5xx",
         f"header_down {UPSTREAM_HEADER} {{http.reverse_proxy.upstream.hostport}}",
         "admin off",
@@ -79,6 +79,12 @@ def test_upstreams_are_exactly_the_given_ones_in_order() -> None:
 def test_bad_upstreams_are_refused(upstreams: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         render_caddyfile(upstreams, EDGE)
+
+
+@pytest.mark.parametrize("path", ["/health {", "/a b", "health", '/"x"'])
+def test_health_path_that_would_break_the_text_is_refused(path: str) -> None:
+    with pytest.raises(ValueError, match="not a plain URL path"):
+        render_caddyfile(["a:1"], EDGE, health_path=path)
 
 
 def test_real_caddy_validates_the_production_text(tmp_path: Path) -> None:

@@ -8,8 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pulumi
+import pulumi_render as render
 import pytest
 
+from koinonia_infra import program
 from koinonia_infra.errors import ConfigError
 from koinonia_infra.plan import PriceTable, build_plan, load_prices, plan_json, plan_stack
 from koinonia_infra.program.mocks import MOCK_CONNECTION
@@ -65,6 +68,57 @@ def test_json_lists_what_the_program_registered() -> None:
     assert {"api-7", "api-7-env"} <= set(logical)
     protected = {r["logicalName"] for r in plan_json(result)["resources"] if r["protect"]}
     assert protected == {"postgres", "key-value"}
+
+
+def _key_orders(value: Any) -> list[list[str]]:
+    if isinstance(value, dict):
+        return [list(value), *(o for v in value.values() for o in _key_orders(v))]
+    if isinstance(value, list):
+        return [o for v in value for o in _key_orders(v)]
+    return []
+
+
+def test_json_is_stable_run_to_run() -> None:
+    first = json.dumps(plan_json(build_plan(settings(), stack="prod", prices=PRICES)))
+    second = json.dumps(plan_json(build_plan(settings(), stack="prod", prices=PRICES)))
+    assert first == second
+    for resource in json.loads(first)["resources"]:
+        for keys in _key_orders(resource["inputs"]):
+            assert keys == sorted(keys), keys
+    order = [r["logicalName"] for r in json.loads(first)["resources"]]
+    assert order == [
+        "postgres", "key-value", "api-1", "api-2", "edge", "api-1-env", "api-2-env", "edge-env"
+    ]  # fmt: skip
+
+
+def test_json_comes_from_the_registrations_not_a_description(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Whatever the program registers shows up, with no second description to update.
+    real_build = program.build
+
+    def build_with_an_extra_cache(s: Any) -> None:
+        real_build(s)
+        render.key_value.KeyValue(
+            "extra-cache",
+            name="koinonia-extra",
+            owner_id=s.owner_id,
+            plan=render.key_value.Plan.STARTER,
+            opts=pulumi.ResourceOptions(protect=True),
+        )
+
+    monkeypatch.setattr(program, "build", build_with_an_extra_cache)
+    data = plan_json(build_plan(settings(), stack="prod", prices=PRICES))
+    extra = next(r for r in data["resources"] if r["logicalName"] == "extra-cache")
+    assert (extra["type"], extra["name"], extra["protect"]) == (
+        "render:key-value:KeyValue",
+        "koinonia-extra",
+        True,
+    )
+    assert extra["inputs"]["plan"] == "starter"
+    assert {"logicalName": "extra-cache", "plan": "starter", "usd": 1000.0} in data["monthlyCost"][
+        "items"
+    ]
 
 
 def test_secrets_are_redacted_everywhere() -> None:

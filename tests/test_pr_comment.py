@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -270,11 +271,21 @@ def test_main_rejects_a_malformed_plan_with_one_line_naming_the_file(
 
 
 def test_an_unpriced_plan_is_shown_as_such_not_as_free() -> None:
-    base = plan_json({"api-1": 25.0})
+    base = plan_json({"api-1": 25.0, "api-2": 25.0})
     pr = plan_json({"api-1": 25.0})
     pr["monthlyCost"]["items"].append({"logicalName": "api-2", "plan": "pro_max", "usd": None})
+    pr["monthlyCost"]["items"].append({"logicalName": "api-3", "plan": "pro_max", "usd": None})
     text = comment(preview_json([], {}), pr, base)
-    assert "| `api-2` (pro_max) | — | not priced | no change |" in text
+    assert "| `api-2` (pro_max) | $25.00 | not priced | unknown |" in text
+    assert "| `api-3` (pro_max) | — | not priced | unknown |" in text
+    assert "left out of the totals: `api-2`, `api-3`." in text
+    # The drop of the total is a lower bound, not a saving: the headline says so.
+    assert "**-$25.00** per month for the priced resources ($50.00 on main" in text
+
+
+def test_a_fully_priced_plan_has_no_unpriced_note() -> None:
+    text = comment(preview_json([], {}), plan_json({"api-1": 25.0}), plan_json({"api-1": 7.0}))
+    assert "price table" not in text
 
 
 def test_cost_delta_from_the_plan_command_for_one_more_instance(tmp_path: Path) -> None:
@@ -301,3 +312,22 @@ def test_cost_delta_from_the_plan_command_for_one_more_instance(tmp_path: Path) 
     assert f"**+${price:,.2f}** per month" in text
     assert f"| `api-3` ({web_plan}) | — | ${price:,.2f} | +${price:,.2f} |" in text
     assert "`api-1`" not in text.split("### Monthly cost")[1]
+
+
+def test_the_script_runs_as_the_workflow_calls_it(tmp_path: Path) -> None:
+    """`python scripts/pr_comment.py …` from the repository root, in a separate process."""
+    (tmp_path / "preview.json").write_text(
+        json.dumps(preview_json([step("replace", "api-2")], {"replace": 1}))
+    )
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--preview", str(tmp_path / "preview.json")],
+        cwd=SCRIPT.parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(pr_comment.MARKER + "\n")
+    assert "**1 to replace** ⚠️" in result.stdout
+    assert "Not available: `koinonia-infra plan` failed" in result.stdout

@@ -11,7 +11,7 @@ import pytest
 
 from koinonia_infra.descriptor import parse_descriptor
 from koinonia_infra.errors import OperationFailed, RenderApiError
-from koinonia_infra.render_api import RenderClient
+from koinonia_infra.render_api import ApiKeyRejected, ApiUnreachable, RenderClient
 
 KEY = "rnd_SuperSecretKey1234567890"
 BASE = "https://api.example.test/v1"
@@ -170,6 +170,7 @@ def test_rejected_key_message_never_contains_the_key(status: int) -> None:
     with pytest.raises(RenderApiError) as info:
         api.get_service("srv-1")
     message = str(info.value)
+    assert isinstance(info.value, ApiKeyRejected)
     assert "the Render API key was rejected" in message
     assert KEY not in message
     assert KEY[:12] not in message
@@ -181,18 +182,53 @@ def test_404_names_the_service_id() -> None:
         api.get_service("srv-missing")
 
 
+def test_404_of_a_deploy_names_the_deploy_and_the_service() -> None:
+    api = client(lambda _r: httpx.Response(404, json={"message": "not found"}))
+    with pytest.raises(RenderApiError, match="deploy dep-7 of Render service srv-1 not found"):
+        api.get_deploy("srv-1", "dep-7")
+
+
 def test_409_says_a_deploy_is_in_progress() -> None:
     api = client(lambda _r: httpx.Response(409, json={"message": "conflict"}))
     with pytest.raises(RenderApiError, match="a deploy is already in progress for srv-9"):
         api.trigger_deploy("srv-9")
 
 
+def test_409_of_a_suspended_service_does_not_blame_a_deploy() -> None:
+    api = client(lambda _r: httpx.Response(409, json={"message": "service is suspended"}))
+    with pytest.raises(RenderApiError, match="srv-9 is suspended; resume it first") as info:
+        api.trigger_deploy("srv-9")
+    assert "in progress" not in str(info.value)
+
+
+def test_read_timeout_retried_for_a_get_but_never_for_a_post() -> None:
+    fake = FakeTime()
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) == 1 or request.method == "POST":
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(200, json=service_json(1))
+
+    api = client(handler, fake)
+    assert api.get_service("srv-1").id == "srv-1"
+    assert calls == ["GET", "GET"]
+    assert len(fake.sleeps) == 1
+    # A suspend that timed out may have been applied: repeating it is the caller's decision.
+    with pytest.raises(RenderApiError, match=r"timed out \(POST /services/srv-1/suspend\)"):
+        api.suspend("srv-1")
+    assert calls == ["GET", "GET", "POST"]
+
+
 def test_connection_refused_names_the_host() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
 
-    with pytest.raises(RenderApiError, match=r"api\.example\.test unreachable"):
-        client(handler).get_service("srv-1")
+    fake = FakeTime()
+    with pytest.raises(ApiUnreachable, match=r"api\.example\.test unreachable"):
+        client(handler, fake).get_service("srv-1")
+    assert len(fake.sleeps) == 2  # three tries, briefly: a refused connection is rarely a blip
 
 
 def test_env_vars_paginates_into_a_dict() -> None:
@@ -285,5 +321,14 @@ def test_for_descriptor_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert api is not None
     assert api.base_url == "http://flag.test/v1"
 
+    # A descriptor with its own key (the sandbox's) keeps its own URL: $RENDER_API_URL is for the
+    # user's Render key and must not receive the sandbox token (nor the other way round).
+    own = descriptor(renderApiKey="sandbox-token", renderApiUrl="http://127.0.0.1:5/v1")
+    api = RenderClient.for_descriptor(own)
+    assert api is not None
+    assert api.base_url == "http://127.0.0.1:5/v1"
+    api = RenderClient.for_descriptor(own, base_url="http://flag.test/v1")
+    assert api is not None
+    assert api.base_url == "http://flag.test/v1"
     monkeypatch.delenv("RENDER_APIKEY")
     assert RenderClient.for_descriptor(descriptor(renderApiKey="sandbox-token")) is not None

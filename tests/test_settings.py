@@ -75,6 +75,10 @@ VALID = [
     ),
     ("version as int", "config:\n  koinonia:ownerId: tea-a\n  koinonia:postgres: {version: 17}\n"),
     ("one instance", "config:\n  koinonia:ownerId: tea-a\n  koinonia:api: {instances: [2]}\n"),
+    (
+        "numeric env value",
+        "config:\n  koinonia:ownerId: tea-a\n  koinonia:api: {env: {WORKERS: 4}}\n",
+    ),
 ]
 
 
@@ -166,6 +170,16 @@ INVALID = [
         ["koinonia:edge.image: pin the Caddy image to a version tag, e.g. caddy:2.6.4-alpine"],
     ),
     (
+        "health path that would break the Caddyfile",
+        "config:\n  koinonia:ownerId: tea-a\n  koinonia:api: {healthCheckPath: '/health {'}\n",
+        ["koinonia:api.healthCheckPath: must be a plain URL path without spaces, quotes or braces"],
+    ),
+    (
+        "zero health check interval",
+        "config:\n  koinonia:ownerId: tea-a\n  koinonia:edge: {healthCheckIntervalSeconds: 0}\n",
+        ["koinonia:edge.healthCheckIntervalSeconds: Input should be greater than or equal to 0.1"],
+    ),
+    (
         "import id of an undeclared instance",
         "config:\n  koinonia:ownerId: tea-a\n"
         "  koinonia:api: {instances: [1], importIds: {3: srv-x}}\n",
@@ -188,6 +202,19 @@ def test_invalid_fixtures_give_exact_lines(
     tmp_path: Path, label: str, body: str, expected: list[str]
 ) -> None:
     assert problems(write(tmp_path, body)) == expected
+
+
+def test_numeric_env_values_become_text(tmp_path: Path) -> None:
+    body = "config:\n  koinonia:ownerId: tea-a\n  koinonia:api: {env: {WORKERS: 4, RATIO: 0.5}}\n"
+    assert s.load_settings(write(tmp_path, body)).api.env == {"WORKERS": "4", "RATIO": "0.5"}
+
+
+def test_prod_edge_rejoins_within_the_drill_window() -> None:
+    # The failover drill wants a resumed instance back within 10 s; the edge's memory of a
+    # failure must be well under that, and longer than one active-check interval.
+    edge = s.load_settings(PROD).edge
+    assert edge.health_check_interval_seconds < edge.fail_duration_seconds <= 3
+    assert s.EdgeSettings().fail_duration_seconds == 3
 
 
 def test_broken_yaml_names_the_line(tmp_path: Path) -> None:

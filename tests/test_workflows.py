@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -70,6 +73,37 @@ def step_index(job: dict[str, Any], pattern: str) -> int:
     matches = [i for i, s in enumerate(steps(job)) if re.search(pattern, str(s.get("run", "")))]
     assert len(matches) == 1, f"expected one step running {pattern!r}, found {len(matches)}"
     return matches[0]
+
+
+@dataclass(frozen=True)
+class StepRun:
+    returncode: int
+    stdout: str
+    outputs: dict[str, str]
+    summary: str
+
+
+def run_step(script: str, env: dict[str, str], tmp_path: Path) -> StepRun:
+    """A `run:` script executed as a runner does (bash -eo pipefail), with its output files."""
+    (tmp_path / "step.sh").write_text(script, encoding="utf-8")
+    output, summary = tmp_path / "github_output", tmp_path / "step_summary"
+    output.write_text("")
+    summary.write_text("")
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(tmp_path / "step.sh")],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(summary),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines() if "=" in line)
+    return StepRun(result.returncode, result.stdout + result.stderr, outputs, summary.read_text())
 
 
 def environment_name(job: dict[str, Any]) -> str | None:
@@ -204,6 +238,34 @@ def test_secrets_reach_steps_only_through_env_and_are_never_printed() -> None:
             assert not SECRET_USE.search(leftover), f"{name}: script reads a secret: {script!r}"
 
 
+SECRET_EXPRESSION = re.compile(r"\$\{\{\s*(?:secrets\.|github\.token\b)")
+
+
+def test_secrets_and_the_token_go_only_to_the_run_steps_that_use_them() -> None:
+    """Not to a whole job (its installs and third-party actions) and never as an action input."""
+    for name in NAMES:
+        workflow = load(name)
+        assert not SECRET_EXPRESSION.search(json.dumps(workflow.get("env", {}))), name
+        for job_id, job in jobs(name):
+            where = f"{name}/{job_id}"
+            assert not SECRET_EXPRESSION.search(json.dumps(job.get("env", {}))), where
+            for step in steps(job):
+                assert not SECRET_EXPRESSION.search(json.dumps(step.get("with", {}))), where
+                if SECRET_EXPRESSION.search(json.dumps(step.get("env", {}))):
+                    assert "run" in step, f"{where}: secrets handed to {step.get('uses')}"
+    text = "".join(path.read_text(encoding="utf-8") for path in WORKFLOW_FILES)
+    assert len(SECRET_EXPRESSION.findall(text)) >= 15  # the scan above saw them
+
+
+def test_dependabot_updates_the_python_dependencies_and_the_pinned_actions() -> None:
+    config = yaml.safe_load((GITHUB / "dependabot.yml").read_text(encoding="utf-8"))
+    updates = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert set(updates) == {"pip", "github-actions"}
+    for update in updates.values():
+        assert update["directory"] == "/"
+        assert update["schedule"]["interval"] in {"daily", "weekly"}
+
+
 # --- structure --------------------------------------------------------------------------------
 
 
@@ -224,16 +286,64 @@ def test_ci_runs_make_test_on_every_supported_python_with_the_sandbox_binaries()
     assert "push" in on
 
 
+def test_the_docs_name_the_status_checks_ci_really_reports() -> None:
+    """Branch protection requires checks by name: a renamed job would block every merge."""
+    (_, job), *_ = jobs("ci")
+    doc = (ROOT / "docs" / "ci-cd.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`(make test \(Python [\d.]+\))`", doc))
+    names = {
+        job["name"].replace("${{ matrix.python }}", v) for v in job["strategy"]["matrix"]["python"]
+    }
+    assert documented == names
+
+
+def test_ci_runs_the_real_engine_tests_with_the_pinned_cli_and_no_skip() -> None:
+    (_, job), *_ = jobs("ci")
+    install = [
+        i for i, s in enumerate(steps(job)) if str(s.get("uses", "")).startswith("pulumi/actions@")
+    ]
+    make_test = step_index(job, r"^make test$")
+    assert len(install) == 1
+    assert install[0] < make_test
+    assert steps(job)[make_test]["env"]["KOINONIA_REQUIRE_ENGINE"] == "1"
+
+
+def test_the_real_engine_test_fails_instead_of_skipping_when_ci_requires_it(
+    tmp_path: Path,
+) -> None:
+    """What KOINONIA_REQUIRE_ENGINE=1 buys in ci.yml: a runner without the CLI goes red."""
+    REAL = str(ROOT / "tests" / "engine" / "test_engine_real.py")
+    env = {
+        **os.environ,
+        "PATH": str(tmp_path),  # no `pulumi` here
+        "XDG_DATA_HOME": str(tmp_path),  # and no pinned install
+        "KOINONIA_REQUIRE_ENGINE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "engine", REAL],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "KOINONIA_REQUIRE_ENGINE=1 but no `pulumi` binary" in result.stdout
+    assert "skipped" not in result.stdout
+
+
 def test_deploy_runs_the_same_checks_then_up_then_verify_with_wait() -> None:
     deploy = load("deploy")
     assert triggers(deploy) == {"push": {"branches": ["main"]}}
     checks, job = deploy["jobs"]["checks"], deploy["jobs"]["deploy"]
     ci_job = load("ci")["jobs"]["test"]
-    for key in ("strategy", "steps", "runs-on", "timeout-minutes"):
-        assert checks[key] == ci_job[key], f"deploy.yml checks.{key} differs from ci.yml test"
+    for key in sorted(checks.keys() | ci_job.keys()):
+        assert checks.get(key) == ci_job.get(key), f"deploy.yml checks.{key} differs from ci.yml"
 
     assert job["needs"] == "checks"
     assert environment_name(job) == "production"
+    assert job["concurrency"]["group"]
     assert job["concurrency"]["cancel-in-progress"] is False
     up = step_index(job, r'^koinonia-infra up --stack "\$STACK" --yes( --skip-verify)?$')
     verify = step_index(job, r"^koinonia-infra verify .*--wait 600 .*--report signoff\.md$")
@@ -251,9 +361,8 @@ def test_preview_runs_only_on_pull_requests_and_says_why_a_fork_gets_none() -> N
     preview = load("preview")
     on = triggers(preview)
     assert list(on) == ["pull_request"]
-    assert {"Pulumi.*.yaml", "koinonia_infra/**", "stacks/**", "policy/**"} <= set(
-        on["pull_request"]["paths"]
-    )
+    infrastructure = {"Pulumi.yaml", "Pulumi.*.yaml", "koinonia_infra/**", "stacks/**", "policy/**"}
+    assert infrastructure <= set(on["pull_request"]["paths"])
     (_, job), *others = jobs("preview")
     assert not others
     assert environment_name(job) is None  # no approval gate in front of a read-only preview
@@ -268,6 +377,122 @@ def test_preview_runs_only_on_pull_requests_and_says_why_a_fork_gets_none() -> N
     step_index(job, r"python scripts/pr_comment\.py")
     step_index(job, r"issues/comments/\$comment_id")  # updates the existing comment in place
     assert job["env"]["STACK"] == "prod"
+
+
+PREVIEW_SECRETS = {
+    "PULUMI_ACCESS_TOKEN": "pul-token-value",
+    "PULUMI_BACKEND_URL": "",
+    "RENDER_API_KEY": "rnd-key-value",
+}
+
+
+@pytest.mark.parametrize(
+    ("head_repo", "secrets", "reason"),
+    [
+        ("someone/fork", PREVIEW_SECRETS, "comes from a fork (someone/fork)"),
+        ("org/app", {}, "neither PULUMI_ACCESS_TOKEN nor PULUMI_BACKEND_URL is set"),
+        ("org/app", {**PREVIEW_SECRETS, "RENDER_API_KEY": ""}, "RENDER_API_KEY repository secret"),
+        ("org/app", {"PULUMI_BACKEND_URL": "s3://b", "RENDER_API_KEY": "k" * 8}, None),
+        ("org/app", PREVIEW_SECRETS, None),
+    ],
+)
+def test_preview_says_why_it_cannot_run_and_ends_green(
+    head_repo: str, secrets: dict[str, str], reason: str | None, tmp_path: Path
+) -> None:
+    access = steps(load("preview")["jobs"]["preview"])[0]
+    assert set(access["env"]) <= set(SECRET_NAMES)
+    env = {"HEAD_REPO": head_repo, "GITHUB_REPOSITORY": "org/app", **secrets}
+    result = run_step(access["run"], env, tmp_path)
+
+    assert result.returncode == 0, result.stdout
+    assert result.outputs == {"ready": "false" if reason else "true"}
+    if reason is None:
+        assert result.summary == ""
+    else:
+        assert "::notice title=Preview skipped::" in result.stdout
+        assert result.summary.startswith("### Preview skipped")
+        assert reason in result.summary
+    for value in secrets.values():
+        if value:
+            assert value not in result.stdout + result.summary
+
+
+def _fake_gh(tmp_path: Path, comments: list[dict[str, Any]]) -> Path:
+    """A `gh` that serves `comments` through the real jq and logs every call with its body."""
+    jq = shutil.which("jq")
+    if jq is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("jq is missing (GitHub's runners have it)")
+        pytest.skip("jq is missing")
+    (tmp_path / "comments.json").write_text(json.dumps(comments))
+    gh = tmp_path / "bin" / "gh"
+    gh.parent.mkdir()
+    gh.write_text(
+        f"""#!{sys.executable}
+import json, subprocess, sys
+args = sys.argv[1:]
+body = next((a[len("body=@"):] for a in args if a.startswith("body=@")), None)
+with open({str(tmp_path / "gh.log")!r}, "a") as log:
+    log.write(json.dumps({{"args": args, "body": body and open(body).read()}}) + "\\n")
+if "--jq" in args:
+    with open({str(tmp_path / "comments.json")!r}) as page:
+        out = subprocess.run([{jq!r}, "-r", args[args.index("--jq") + 1]], stdin=page,
+                             capture_output=True, text=True, check=True).stdout
+    sys.stdout.write(out)
+""",
+        encoding="utf-8",
+    )
+    gh.chmod(0o755)
+    return gh
+
+
+def _marker() -> str:
+    found = re.search(r'^MARKER = "(.+)"$', (ROOT / "scripts" / "pr_comment.py").read_text(), re.M)
+    assert found is not None
+    return found[1]
+
+
+@pytest.mark.parametrize(
+    ("comments", "expected"),
+    [
+        ([], ("POST", "repos/org/app/issues/7/comments")),
+        (
+            [
+                {"id": 11, "user": {"login": "someone"}, "body": "{marker}\nquoted by a human"},
+                {"id": 12, "user": {"login": "github-actions[bot]"}, "body": "another bot note"},
+                {"id": 13, "user": {"login": "github-actions[bot]"}, "body": "{marker}\nold"},
+                {"id": 14, "user": {"login": "github-actions[bot]"}, "body": "{marker}\nrace"},
+            ],
+            ("PATCH", "repos/org/app/issues/comments/13"),
+        ),
+    ],
+    ids=["first-run-posts", "later-runs-update-the-bot-comment"],
+)
+def test_preview_keeps_one_comment_and_updates_it_in_place(
+    comments: list[dict[str, Any]], expected: tuple[str, str], tmp_path: Path
+) -> None:
+    marker = _marker()
+    served = [{**c, "body": c["body"].replace("{marker}", marker)} for c in comments]
+    gh = _fake_gh(tmp_path, served)
+    job = load("preview")["jobs"]["preview"]
+    post = steps(job)[step_index(job, r"gh api --method PATCH")]
+    body = f"{marker}\n## koinonia-infra preview\n"
+    (tmp_path / "comment.md").write_text(body)
+    env = {
+        "PATH": f"{gh.parent}:/usr/bin:/bin",
+        "GITHUB_REPOSITORY": "org/app",
+        "PR_NUMBER": "7",
+        "RUNNER_TEMP": str(tmp_path),
+        "GH_TOKEN": "ghs_fake",
+    }
+    result = run_step(post["run"], env, tmp_path)
+
+    assert result.returncode == 0, result.stdout
+    calls = [json.loads(line) for line in (tmp_path / "gh.log").read_text().splitlines()]
+    assert "--paginate" in calls[0]["args"]
+    writes = [(c["args"][c["args"].index("--method") + 1], c) for c in calls[1:]]
+    assert [(method, c["args"][3]) for method, c in writes] == [expected]
+    assert writes[0][1]["body"] == body
 
 
 def test_rollback_is_manual_validated_and_guarded_by_the_production_environment() -> None:
@@ -285,6 +510,14 @@ def test_rollback_is_manual_validated_and_guarded_by_the_production_environment(
     assert validate < destroy < verify
     pull_request = rollback["jobs"]["pull-request"]
     assert pull_request["needs"] == "rollback"
+    # The edited stack file travels as an artifact, also when verify failed (the instance is gone).
+    uploads = [s for s in steps(job) if str(s.get("uses", "")).startswith("actions/upload-art")]
+    downloads = [s for s in steps(pull_request) if "download-artifact" in str(s.get("uses"))]
+    assert downloads[0]["with"]["name"] in {s["with"]["name"] for s in uploads}
+    assert "!cancelled()" in pull_request["if"]
+    assert "needs.rollback.outputs.changed == 'true'" in pull_request["if"]
+    commit = steps(pull_request)[step_index(pull_request, r"/contents/\$file")]["run"]
+    assert 'file="Pulumi.$STACK.yaml"' in commit
     step_index(pull_request, r"gh pr create")
 
 
@@ -293,33 +526,18 @@ def test_rollback_is_manual_validated_and_guarded_by_the_production_environment(
     [("2", True), ("17", True), ("0", False), ("-1", False), ("2; rm -rf /", False), ("", False)],
 )
 def test_rollback_input_validation_accepts_only_an_instance_number(
-    value: str, accepted: bool
+    value: str, accepted: bool, tmp_path: Path
 ) -> None:
-    job = load("rollback")["jobs"]["rollback"]
-    script = steps(job)[0]["run"]
-    result = subprocess.run(
-        ["bash", "-c", script],
-        env={"INSTANCE": value, "GITHUB_REF": "refs/heads/main", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
+    script = steps(load("rollback")["jobs"]["rollback"])[0]["run"]
+    result = run_step(script, {"INSTANCE": value, "GITHUB_REF": "refs/heads/main"}, tmp_path)
     assert (result.returncode == 0) is accepted, result.stdout
     if not accepted:
         assert "instance must be a whole number" in result.stdout
 
 
-def test_rollback_refuses_to_run_from_another_branch() -> None:
+def test_rollback_refuses_to_run_from_another_branch(tmp_path: Path) -> None:
     script = steps(load("rollback")["jobs"]["rollback"])[0]["run"]
-    result = subprocess.run(
-        ["bash", "-c", script],
-        env={"INSTANCE": "2", "GITHUB_REF": "refs/heads/feature", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
+    result = run_step(script, {"INSTANCE": "2", "GITHUB_REF": "refs/heads/feature"}, tmp_path)
     assert result.returncode != 0
     assert "run the rollback from main" in result.stdout
 
@@ -334,7 +552,7 @@ def test_the_pulumi_cli_installed_is_the_version_the_tool_pins() -> None:
         for step in steps(job)
         if str(step.get("uses", "")).startswith("pulumi/actions@")
     ]
-    assert {name for name, _ in installs} == {"preview", "deploy", "rollback"}
+    assert {name for name, _ in installs} == {"ci", "preview", "deploy", "rollback"}
     for name, step in installs:
         assert "command" not in step["with"], f"{name}: pulumi/actions must only install the CLI"
         assert str(step["with"]["pulumi-version"]) == PULUMI_VERSION, name

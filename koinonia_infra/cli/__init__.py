@@ -14,12 +14,7 @@ from typer.core import TyperGroup
 
 from koinonia_infra.cli import engine_cmds, ops, plan, sandbox, verify
 from koinonia_infra.console import output
-from koinonia_infra.errors import EXIT_INTERRUPTED, KoinoniaError
-
-EXIT_CODES_HELP = (
-    "Exit codes: 0 success · 1 deploy or verification failed · 2 usage/config error · "
-    "3 environment/engine error · 4 stack locked · 130 interrupted."
-)
+from koinonia_infra.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, KoinoniaError
 
 _state = {"debug": False}
 

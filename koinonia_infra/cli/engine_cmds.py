@@ -9,17 +9,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from koinonia_infra.console import output
+from koinonia_infra.errors import EXIT_CODES_HELP
 
 if TYPE_CHECKING:
-    from koinonia_infra.deploy import DeployUI, Seams, VerifyOutcome
+    from datetime import datetime
+
+    from koinonia_infra.deploy import DeployOutcome, DeployUI, Seams, VerifyOutcome
     from koinonia_infra.descriptor import Descriptor
     from koinonia_infra.engine import Engine
     from koinonia_infra.settings import Settings
-
-EXIT_CODES = (
-    "Exit codes: 0 success · 1 deploy or verification failed (or cancelled) · 2 usage/config "
-    "error · 3 environment/engine error · 4 stack locked · 130 interrupted."
-)
 
 
 class Format(StrEnum):
@@ -54,14 +52,14 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
             outputs, stack=stack, project_dir=project_dir, edge_lookup=render_edge_lookup()
         )
 
-    def wait(descriptor: Descriptor) -> list[Any]:
+    def wait(descriptor: Descriptor, since: datetime) -> list[DeployOutcome]:
         from koinonia_infra.render_api import RenderClient
 
         client = RenderClient.for_descriptor(descriptor)
         if client is None:
             raise EnvironmentProblem("no Render API key to follow deploys: set RENDER_API_KEY")
         with client:
-            return wait_for_deploys(client, descriptor, timeout=deploy_timeout)
+            return wait_for_deploys(client, descriptor, since=since, timeout=deploy_timeout)
 
     return Seams(
         ui=ui,
@@ -257,7 +255,7 @@ def engine_status(fmt: Format = FORMAT) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
-    epilog = EXIT_CODES
+    epilog = EXIT_CODES_HELP
     app.command("preview", epilog=epilog)(preview)
     app.command("up", epilog=epilog)(up)
     app.command("destroy-instance", epilog=epilog)(destroy_instance)

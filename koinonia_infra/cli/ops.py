@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 
 from koinonia_infra.console import output
-from koinonia_infra.errors import EnvironmentProblem, UsageError
+from koinonia_infra.errors import EXIT_USAGE, EnvironmentProblem, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from koinonia_infra.descriptor import Descriptor
     from koinonia_infra.render_api import RenderClient
 
@@ -51,6 +53,21 @@ ReportOpt = Annotated[
     Path | None,
     typer.Option("--report", help="Also write the report to FILE (Markdown; JSON if *.json)."),
 ]
+FormatOpt = Annotated[Format, typer.Option("--format", help="table, json or markdown.")]
+RateOpt = Annotated[
+    float, typer.Option("--rate", min=1, max=5000, help="Requests per second through the edge.")
+]
+
+
+class _Report(Protocol):
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def outcome(self) -> str: ...
+
+    def to_json(self) -> dict[str, object]: ...
 
 
 def _descriptor(
@@ -72,15 +89,46 @@ def _client(descriptor: Descriptor, api_url: str | None, *, required: str | None
     return client
 
 
-def _write_report(path: Path, markdown: str, data: dict[str, object]) -> None:
+def _check_report_path(path: Path | None) -> None:
+    """Fail before the operation runs, not after, when its report could not be written."""
+    if path is not None and (path.is_dir() or not path.parent.is_dir()):
+        raise UsageError(f"--report {path}: not a file in an existing directory")
+
+
+def _emit(
+    report: _Report,
+    fmt: Format,
+    report_file: Path | None,
+    markdown: str,
+    table: RenderableType,
+    *,
+    failure_note: str = "",
+) -> None:
+    """Print the report in `fmt`, write `--report`, and exit with the report's code."""
     import json
 
-    text = json.dumps(data, indent=2) + "\n" if path.suffix == ".json" else markdown
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"--report {path}: cannot write: {exc.strerror}") from None
-    output.info(f"report written to {path}")
+    if fmt is Format.json:
+        output.json(report.to_json())
+    elif fmt is Format.markdown:
+        output.text(markdown)
+    else:
+        output.out.print(table)
+    exit_code = report.exit_code
+    if exit_code:
+        output.error(f"{report.error or report.outcome}{failure_note}")
+    if report_file is not None:
+        data = json.dumps(report.to_json(), indent=2) + "\n"
+        try:
+            report_file.write_text(
+                data if report_file.suffix == ".json" else markdown, encoding="utf-8"
+            )
+            output.info(f"report written to {report_file}")
+        except OSError as exc:
+            # The report is on stdout already; a pipeline that wanted the file must not pass.
+            output.error(f"--report {report_file}: cannot write: {exc.strerror}")
+            exit_code = exit_code or EXIT_USAGE
+    if exit_code:
+        raise typer.Exit(exit_code)
 
 
 def status(
@@ -124,17 +172,13 @@ def drill_failover(
     duration: Annotated[
         float, typer.Option("--duration", min=1, help="Seconds the instance stays suspended.")
     ] = 10.0,
-    rate: Annotated[
-        float, typer.Option("--rate", min=1, max=5000, help="Requests per second through the edge.")
-    ] = 200.0,
+    rate: RateOpt = 200.0,
     stack: StackOpt = None,
     outputs: OutputsOpt = None,
     target: TargetOpt = None,
     state_dir: StateDirOpt = None,
     render_api_url: ApiUrlOpt = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table, json or markdown.")] = (
-        Format.table
-    ),
+    fmt: FormatOpt = Format.table,
     report_file: ReportOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
@@ -146,6 +190,7 @@ def drill_failover(
     from koinonia_infra.ops.drill import run_failover_drill
     from koinonia_infra.ops.render import drill_markdown, drill_renderable
 
+    _check_report_path(report_file)
     descriptor = _descriptor(stack, outputs, target, state_dir)
     inst = descriptor.instance(instance)
     client = _client(descriptor, render_api_url, required="drill failover")
@@ -171,18 +216,15 @@ def drill_failover(
             probe=probe_health,
             on_event=output.info,
         )
-    if report_file is not None:
-        _write_report(report_file, drill_markdown(report), report.to_json())
-    if fmt is Format.json:
-        output.json(report.to_json())
-    elif fmt is Format.markdown:
-        output.text(drill_markdown(report))
-    else:
-        output.out.print(drill_renderable(report))
-    if report.exit_code:
-        resumed = "resumed" if report.resumed else "NOT resumed: resume it by hand"
-        output.error(f"{report.error or report.outcome} (api-{instance} {resumed})")
-        raise typer.Exit(report.exit_code)
+    resumed = "resumed" if report.resumed else "NOT resumed: resume it by hand"
+    _emit(
+        report,
+        fmt,
+        report_file,
+        drill_markdown(report),
+        drill_renderable(report),
+        failure_note=f" (api-{instance} {resumed})",
+    )
 
 
 def rollout(
@@ -196,17 +238,13 @@ def rollout(
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="Seconds each deploy may take to go live.")
     ] = 900.0,
-    rate: Annotated[
-        float, typer.Option("--rate", min=1, max=5000, help="Requests per second through the edge.")
-    ] = 200.0,
+    rate: RateOpt = 200.0,
     stack: StackOpt = None,
     outputs: OutputsOpt = None,
     target: TargetOpt = None,
     state_dir: StateDirOpt = None,
     render_api_url: ApiUrlOpt = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table, json or markdown.")] = (
-        Format.table
-    ),
+    fmt: FormatOpt = Format.table,
     report_file: ReportOpt = None,
 ) -> None:
     """Redeploy one instance at a time, health-gated, under measured steady traffic.
@@ -217,6 +255,7 @@ def rollout(
     from koinonia_infra.ops.render import rollout_markdown, rollout_renderable
     from koinonia_infra.ops.rollout import parse_order, run_rollout
 
+    _check_report_path(report_file)
     descriptor = _descriptor(stack, outputs, target, state_dir)
     sequence = parse_order(order, descriptor)
     client = _client(descriptor, render_api_url, required="rollout")
@@ -236,17 +275,7 @@ def rollout(
             on_event=output.info,
             refresh=refresh if target is not None or outputs is not None else None,
         )
-    if report_file is not None:
-        _write_report(report_file, rollout_markdown(report), report.to_json())
-    if fmt is Format.json:
-        output.json(report.to_json())
-    elif fmt is Format.markdown:
-        output.text(rollout_markdown(report))
-    else:
-        output.out.print(rollout_renderable(report))
-    if report.exit_code:
-        output.error(report.error or report.outcome)
-        raise typer.Exit(report.exit_code)
+    _emit(report, fmt, report_file, rollout_markdown(report), rollout_renderable(report))
 
 
 def register(app: typer.Typer) -> None:

@@ -49,6 +49,65 @@ def verify(
         int | None,
         typer.Option("--concurrency", "-c", min=1, max=1024, help="Requests in flight at once."),
     ] = None,
+    p95_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--p95-ms",
+            metavar="MS",
+            min=0.001,
+            help="p95 latency limit (default 250; stack: verify.p95Ms).",
+        ),
+    ] = None,
+    share_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            "--share-tolerance",
+            metavar="POINTS",
+            min=0.001,
+            max=100,
+            help="Allowed distance of each instance's share from 100/N, in percentage points "
+            "(default 10; stack: verify.shareTolerancePoints).",
+        ),
+    ] = None,
+    p50_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--p50-ratio",
+            metavar="RATIO",
+            min=1,
+            help="Slowest p50 ÷ fastest p50 allowed (default 2; stack: verify.p50Ratio).",
+        ),
+    ] = None,
+    max_error_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--max-error-rate",
+            metavar="PERCENT",
+            min=0,
+            max=100,
+            help="Failed requests allowed through the edge (default 0.1; "
+            "stack: verify.maxErrorRatePercent).",
+        ),
+    ] = None,
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--environment",
+            metavar="NAME",
+            help="The `environment` every /health must report (default: the deployment's; "
+            "stack: verify.environment).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            min=0.001,
+            max=300,
+            help="Deadline of each request: connect, headers and body (default 5).",
+        ),
+    ] = None,
     wait: Annotated[
         float,
         typer.Option(
@@ -77,7 +136,9 @@ def verify(
 ) -> None:
     """Prove a deployment works: each instance's and the edge's /health, the load split through
     the edge, latency p50/p95/p99, error rate, config parity and deploy status (Render API).
-    Exit 0 when every check passes, 1 when one fails."""
+    Thresholds: the runbook's defaults, then the stack's `koinonia:verify` (with --stack), then
+    these flags. Exit 0 when every check passes, 1 when one fails, 2 on a usage or configuration
+    error, 3 when the environment is missing something (e.g. the Pulumi CLI for --stack)."""
     from koinonia_infra.errors import OperationFailed, UsageError
     from koinonia_infra.verify.runner import verify_deployment
 
@@ -87,7 +148,17 @@ def verify(
         target=target,
         state_dir=state_dir,
         render_api_url=render_api_url,
-        overrides={"requests": requests, "concurrency": concurrency, "wait_seconds": wait},
+        overrides={
+            "requests": requests,
+            "concurrency": concurrency,
+            "p95_ms": p95_ms,
+            "share_tolerance_points": share_tolerance,
+            "p50_ratio": p50_ratio,
+            "max_error_rate_percent": max_error_rate,
+            "environment": environment,
+            "timeout_seconds": timeout,
+            "wait_seconds": wait,
+        },
         on_progress=output.info,
     )
     if report is not None:

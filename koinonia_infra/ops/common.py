@@ -1,5 +1,5 @@
 """What the day-2 operations share: the traffic seam, attribution of answers to instances,
-health probes, checks, traffic summaries and signal handling.
+health probes, checks, traffic summaries, how a run ends, and signal handling.
 """
 
 from __future__ import annotations
@@ -10,13 +10,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from koinonia_infra.descriptor import Descriptor
+from koinonia_infra.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    KoinoniaError,
+    OperationFailed,
+)
 from koinonia_infra.traffic import Sample
 
 # ---- traffic seam ------------------------------------------------------------------------------
@@ -198,6 +205,39 @@ def traffic_checks(summary: TrafficSummary, *, rate_tolerance: float = 0.05) -> 
             gating=False,
         ),
     ]
+
+
+# ---- how a run ends ------------------------------------------------------------------------------
+
+Outcome = Literal["passed", "failed", "interrupted", "error"]
+
+
+@dataclass(slots=True)
+class Ending:
+    """The verdict of an operation that, once traffic runs, reports instead of raising."""
+
+    outcome: Outcome = "passed"
+    error: str | None = None
+    exit_code: int = EXIT_OK
+
+    def judge(self, checks: Sequence[Check]) -> None:
+        """A run that went through still fails when a gating check failed."""
+        failing = [f"{c.name}: {c.measured}" for c in checks if c.passed is False and c.gating]
+        if self.outcome == "passed" and failing:
+            self.outcome, self.exit_code, self.error = "failed", EXIT_FAILED, "; ".join(failing)
+
+
+def run_to_end(body: Callable[[], None]) -> Ending:
+    """Run `body`; Ctrl-C (and SIGTERM, see `sigterm_as_interrupt`) or a project error end it
+    with a verdict instead of propagating, so the caller's cleanup and report always happen."""
+    try:
+        body()
+    except KeyboardInterrupt:
+        return Ending("interrupted", "interrupted", EXIT_INTERRUPTED)
+    except KoinoniaError as exc:
+        outcome: Outcome = "failed" if isinstance(exc, OperationFailed) else "error"
+        return Ending(outcome, exc.message, exc.exit_code)
+    return Ending()
 
 
 # ---- waiting -----------------------------------------------------------------------------------

@@ -12,17 +12,12 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from koinonia_infra.descriptor import Descriptor, InstanceRef
-from koinonia_infra.errors import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    KoinoniaError,
-    OperationFailed,
-    RenderApiError,
-)
+from koinonia_infra.errors import EXIT_INTERRUPTED, OperationFailed, RenderApiError
 from koinonia_infra.ops.common import (
     Attributor,
     Check,
+    Ending,
+    Outcome,
     Probe,
     ReportModel,
     Sleep,
@@ -33,6 +28,7 @@ from koinonia_infra.ops.common import (
     first_served_after,
     health_url,
     percentile,
+    run_to_end,
     served_by,
     summarize,
     traffic_checks,
@@ -41,8 +37,6 @@ from koinonia_infra.ops.common import (
 )
 from koinonia_infra.render_api import RenderClient
 from koinonia_infra.traffic import Sample
-
-Outcome = Literal["passed", "failed", "interrupted", "error"]
 
 REJOIN_THRESHOLD_SECONDS = 10.0
 
@@ -273,48 +267,32 @@ def run_failover_drill(
     drill = _Drill(
         descriptor, client, target, traffic=traffic, probe=probe, sleep=sleep, on_event=on_event
     )
-    outcome: Outcome = "passed"
-    error: str | None = None
-    exit_code = EXIT_OK
     signals: list[int] = []
     try:
-        drill.run(
-            duration=duration,
-            settle=settle,
-            drain_timeout=drain_timeout,
-            rejoin_timeout=rejoin_timeout,
+        ending = run_to_end(
+            lambda: drill.run(
+                duration=duration,
+                settle=settle,
+                drain_timeout=drain_timeout,
+                rejoin_timeout=rejoin_timeout,
+            )
         )
-    except KeyboardInterrupt:
-        outcome, error, exit_code = "interrupted", "interrupted", EXIT_INTERRUPTED
-        drill.note("interrupted")
-    except KoinoniaError as exc:
-        outcome = "failed" if isinstance(exc, OperationFailed) else "error"
-        error, exit_code = exc.message, exc.exit_code
-        drill.note(f"stopped: {exc.message}")
+        if ending.outcome != "passed":
+            drill.note(
+                ending.outcome if ending.outcome == "interrupted" else f"stopped: {ending.error}"
+            )
     finally:
+        # Reached on every path, even an exception run_to_end does not turn into a verdict.
         with deferred_signals(signals):
             drill.ensure_resumed()
             totals = traffic.stop()
-    if signals and outcome == "passed":
-        outcome, error, exit_code = "interrupted", "interrupted", EXIT_INTERRUPTED
-    return _report(
-        drill,
-        totals_summary=summarize(totals, drill.attribute),
-        samples=totals.samples,
-        outcome=outcome,
-        error=error,
-        exit_code=exit_code,
-    )
+    if signals and ending.outcome == "passed":
+        ending = Ending("interrupted", "interrupted", EXIT_INTERRUPTED)
+    return _report(drill, summarize(totals, drill.attribute), totals.samples, ending)
 
 
 def _report(
-    drill: _Drill,
-    *,
-    totals_summary: TrafficSummary,
-    samples: Sequence[Sample],
-    outcome: Outcome,
-    error: str | None,
-    exit_code: int,
+    drill: _Drill, totals_summary: TrafficSummary, samples: Sequence[Sample], ending: Ending
 ) -> DrillReport:
     k = drill.target.number
     t_s, t_d, t_r = drill.t_suspend, drill.t_drained, drill.t_resume
@@ -366,23 +344,19 @@ def _report(
         Check(
             name=f"api-{k} healthy and receiving traffic again",
             passed=None
-            if rejoin_s is None and outcome == "interrupted"
+            if rejoin_s is None and ending.outcome == "interrupted"
             else (rejoin_s is not None and rejoin_s <= REJOIN_THRESHOLD_SECONDS),
             measured="not observed" if rejoin_s is None else f"{rejoin_s:g} s after resume",
             threshold=f"<= {REJOIN_THRESHOLD_SECONDS:g} s",
         ),
         traffic_checks(totals_summary)[1],
     ]
-    if outcome == "passed" and any(c.passed is False and c.gating for c in checks):
-        outcome, exit_code = "failed", EXIT_FAILED
-        error = "; ".join(
-            f"{c.name}: {c.measured}" for c in checks if c.passed is False and c.gating
-        )
+    ending.judge(checks)
     return DrillReport(
         **totals_summary.model_dump(),
-        outcome=outcome,
-        error=error,
-        exit_code=exit_code,
+        outcome=ending.outcome,
+        error=ending.error,
+        exit_code=ending.exit_code,
         instance=k,
         service=drill.target.name,
         service_id=drill.target.service_id,

@@ -12,17 +12,11 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from koinonia_infra.descriptor import Descriptor
-from koinonia_infra.errors import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    KoinoniaError,
-    OperationFailed,
-    UsageError,
-)
+from koinonia_infra.errors import OperationFailed, UsageError
 from koinonia_infra.ops.common import (
     Attributor,
     Check,
+    Outcome,
     Probe,
     ReportModel,
     Sleep,
@@ -31,6 +25,7 @@ from koinonia_infra.ops.common import (
     TrafficSummary,
     first_served_after,
     health_url,
+    run_to_end,
     summarize,
     traffic_checks,
     wait_healthy,
@@ -38,7 +33,6 @@ from koinonia_infra.ops.common import (
 )
 from koinonia_infra.render_api import Deploy, RenderClient
 
-Outcome = Literal["passed", "failed", "interrupted", "error"]
 StepOutcome = Literal["done", "failed", "interrupted", "untouched"]
 
 
@@ -116,6 +110,7 @@ class _Rollout:
         self.refresh = refresh
         self.say = say
         self.attribute = Attributor(descriptor)
+        self.current: RolloutStep | None = None
 
     def redeploy(self, step: RolloutStep) -> None:
         """Deploy one instance and wait until the edge routes to it again; raise on failure."""
@@ -129,9 +124,12 @@ class _Rollout:
         def seen(d: Deploy) -> None:
             step.deploy_status = d.status
 
-        done = self.client.wait_for_deploy(
-            sid, deploy.id, timeout=self.deploy_timeout, on_poll=seen
-        )
+        try:
+            done = self.client.wait_for_deploy(
+                sid, deploy.id, timeout=self.deploy_timeout, on_poll=seen
+            )
+        except OperationFailed as exc:
+            raise OperationFailed(f"rollout stopped: {where}: {exc.message}") from None
         step.deploy_status = done.status
         if not done.succeeded:
             raise OperationFailed(f"rollout stopped: {where} deploy {done.id} ended {done.status}")
@@ -213,26 +211,22 @@ def run_rollout(
         refresh=refresh,
         say=on_event or (lambda _msg: None),
     )
-    outcome: Outcome = "passed"
-    error: str | None = None
-    exit_code = EXIT_OK
-    current: RolloutStep | None = None
+
+    def run() -> None:
+        sleep(settle)
+        for step in steps:
+            rollout.current = step
+            rollout.redeploy(step)
+        sleep(settle)
+
     try:
-        sleep(settle)
-        for current in steps:
-            rollout.redeploy(current)
-        sleep(settle)
-    except KeyboardInterrupt:
-        outcome, error, exit_code = "interrupted", "interrupted", EXIT_INTERRUPTED
-        if current is not None and current.outcome == "untouched":
-            current.outcome = "interrupted"
-    except KoinoniaError as exc:
-        outcome = "failed" if isinstance(exc, OperationFailed) else "error"
-        error, exit_code = exc.message, exc.exit_code
-        if current is not None and current.outcome == "untouched":
-            current.outcome, current.detail = "failed", exc.message
+        ending = run_to_end(run)
     finally:
         totals = traffic.stop()
+    current = rollout.current
+    if current is not None and current.outcome == "untouched" and ending.outcome != "passed":
+        current.outcome = "interrupted" if ending.outcome == "interrupted" else "failed"
+        current.detail = ending.error
     summary = summarize(totals, rollout.attribute)
     on_new = [s for s in steps if s.outcome == "done" and s.deploy != s.previous_deploy]
     rate_check = traffic_checks(summary)
@@ -246,14 +240,12 @@ def run_rollout(
         ),
         rate_check[1],
     ]
-    failing = [f"{c.name}: {c.measured}" for c in checks if c.passed is False and c.gating]
-    if outcome == "passed" and failing:
-        outcome, exit_code, error = "failed", EXIT_FAILED, "; ".join(failing)
+    ending.judge(checks)
     return RolloutReport(
         **summary.model_dump(),
-        outcome=outcome,
-        error=error,
-        exit_code=exit_code,
+        outcome=ending.outcome,
+        error=ending.error,
+        exit_code=ending.exit_code,
         order=list(order),
         steps=steps,
         checks=checks,

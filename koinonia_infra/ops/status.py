@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from rich.table import Table
@@ -9,7 +10,7 @@ from rich.table import Table
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import RenderApiError
 from koinonia_infra.ops.common import Probe, ReportModel, health_url
-from koinonia_infra.render_api import RenderClient
+from koinonia_infra.render_api import ApiKeyRejected, ApiUnreachable, Deploy, RenderClient
 
 
 class ServiceStatus(ReportModel):
@@ -30,10 +31,6 @@ class ServiceStatus(ReportModel):
 class StatusReport(ReportModel):
     api_url: str | None
     services: list[ServiceStatus]
-
-    @property
-    def all_healthy(self) -> bool:
-        return all(s.healthy and not s.suspended for s in self.services)
 
     def table(self) -> Table:
         table = Table(title="koinonia deployment status", title_justify="left")
@@ -71,57 +68,32 @@ def _deploy_cell(s: ServiceStatus) -> str:
     return " ".join(parts)
 
 
-def _service_status(
-    role: str,
-    *,
-    name: str,
-    service_id: str | None,
-    url: str,
-    health_path: str,
-    client: RenderClient | None,
-    probe: Probe,
-) -> ServiceStatus:
+@dataclass(slots=True)
+class _ApiView:
+    name: str | None = None
     suspended: bool | None = None
-    deploy_status = commit = None
-    finished: datetime | None = None
-    api_error: str | None = None
-    if client is not None and service_id is not None:
-        try:
-            service = client.get_service(service_id)
-            name = service.name
-            suspended = service.is_suspended
-            latest = client.latest_deploy(service_id)
-            if latest is not None:
-                deploy_status, commit, finished = (
-                    latest.status,
-                    latest.commit_id,
-                    latest.finished_at,
-                )
-        except RenderApiError as exc:
-            # One unreachable service must not hide the others; a rejected key fails the command.
-            if "key was rejected" in exc.message:
-                raise
-            api_error = exc.message
-    health = probe(health_url(url, health_path))
-    return ServiceStatus(
-        role=role,
-        name=name,
-        service_id=service_id,
-        suspended=suspended,
-        deploy_status=deploy_status,
-        deploy_commit=commit,
-        deploy_finished_at=finished,
-        health=health.detail,
-        healthy=health.ok,
-        health_latency_ms=health.latency_ms,
-        url=url,
-        api_error=api_error,
-    )
+    deploy: Deploy | None = None
+    error: str | None = None
+
+
+def _api_view(client: RenderClient, service_id: str) -> _ApiView:
+    """What the API says about one service; a rejected key or an unreachable API raise."""
+    try:
+        service = client.get_service(service_id)
+        latest = client.latest_deploy(service_id)
+    except (ApiKeyRejected, ApiUnreachable):
+        raise
+    except RenderApiError as exc:
+        # One missing service must not hide the others.
+        return _ApiView(error=exc.message)
+    return _ApiView(name=service.name, suspended=service.is_suspended, deploy=latest)
 
 
 def collect_status(
     descriptor: Descriptor, client: RenderClient | None, probe: Probe
 ) -> StatusReport:
+    """One row per instance and the edge; a rejected key fails the command, an unreachable API
+    is said on every row (asked once) and /health is still shown."""
     edge = descriptor.edge
     targets: list[tuple[str, str, str | None, str]] = [
         (f"api-{i.number}", i.name, i.service_id, i.url)
@@ -138,19 +110,32 @@ def collect_status(
     services: list[ServiceStatus] = []
     unreachable: str | None = None
     for role, name, service_id, url in targets:
-        row = _service_status(
-            role,
-            name=name,
-            service_id=service_id,
-            url=url,
-            health_path="/health",
-            client=None if unreachable else client,
-            probe=probe,
+        view = _ApiView()
+        if client is not None and service_id is not None:
+            if unreachable is not None:
+                view = _ApiView(error=unreachable)
+            else:
+                try:
+                    view = _api_view(client, service_id)
+                except ApiUnreachable as exc:
+                    unreachable = exc.message
+                    view = _ApiView(error=unreachable)
+        health = probe(health_url(url))
+        deploy = view.deploy
+        services.append(
+            ServiceStatus(
+                role=role,
+                name=view.name or name,
+                service_id=service_id,
+                suspended=view.suspended,
+                deploy_status=deploy.status if deploy else None,
+                deploy_commit=deploy.commit_id if deploy else None,
+                deploy_finished_at=deploy.finished_at if deploy else None,
+                health=health.detail,
+                healthy=health.ok,
+                health_latency_ms=health.latency_ms,
+                url=url,
+                api_error=view.error,
+            )
         )
-        if unreachable and service_id is not None:
-            row.api_error = unreachable
-        elif row.api_error is not None and "unreachable" in row.api_error:
-            # One unreachable API is enough waiting: the rows below carry the same error.
-            unreachable = row.api_error
-        services.append(row)
     return StatusReport(api_url=client.base_url if client else None, services=services)

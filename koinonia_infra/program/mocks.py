@@ -85,16 +85,28 @@ class Evaluation:
 
 def decode(value: Any) -> Any:
     """Wire value → Python: secrets become `Secret`, integral floats ints (protobuf has only
-    doubles), unknowns stay the UNKNOWN marker."""
+    doubles), unknowns stay the UNKNOWN marker. Keys are sorted: the wire's map order is the
+    protobuf library's, and `plan --format json` must be stable."""
     if isinstance(value, dict):
         if value.get(SIG_KEY) == SECRET_SIG:
             return Secret(decode(value.get("value")))
-        return {k: decode(v) for k, v in value.items()}
+        return {k: decode(value[k]) for k in sorted(value)}
     if isinstance(value, list):
         return [decode(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def unknown_paths(value: Any, path: str = "") -> list[str]:
+    """Where a decoded value still holds the UNKNOWN marker (an output that never resolved)."""
+    if isinstance(value, Secret):
+        return unknown_paths(value.value, path)
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in unknown_paths(v, f"{path}.{k}" if path else k)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in unknown_paths(v, f"{path}[{i}]")]
+    return [path or "(value)"] if value == UNKNOWN else []
 
 
 def redact(value: Any, marker: str = "[secret]") -> Any:
@@ -272,4 +284,11 @@ def evaluate(
     if not resolved.is_set():
         raise OperationFailed("the program's stack outputs never resolved under mocks")
     resources = sorted(monitor.registrations.values(), key=lambda r: (r.type, r.logical_name))
+    unresolved = [
+        f"{res.logical_name}.{path}" for res in resources for path in unknown_paths(res.inputs)
+    ]
+    if unresolved:
+        # With preview=False every value must be known; an unknown one would be compared (and
+        # shown by `plan`) as a marker string, so tests comparing inputs would pass vacuously.
+        raise OperationFailed(f"inputs never resolved under mocks: {', '.join(unresolved)}")
     return Evaluation(stack=stack, resources=resources, outputs=captured, invokes=monitor.invokes)

@@ -14,7 +14,9 @@ commands use, answered with Render's JSON shapes and backed by the sandbox's rea
                                                        {"healthTimeoutSeconds": 3})
 
 Every route needs `Authorization: Bearer <token>` (401 otherwise); unknown ids are 404; errors
-are `{"id": ..., "message": ...}` like Render's.
+are `{"id": ..., "message": ...}` like Render's. Nothing is pushed to the branch in the sandbox,
+so a deploy builds the commit the service already runs (Render's "deploy latest commit"), unless
+the request names a `commitId`: instances that started on one commit stay on one commit.
 """
 
 from __future__ import annotations
@@ -237,10 +239,13 @@ class _Routes:
         if service.suspended:
             raise _error(409, "conflict", f"service {service.id} is suspended; resume it first")
         commit = body.get("commitId")
+        if not (isinstance(commit, str) and commit):
+            # The branch head: the sandbox's branch never moves, so it is what the service runs.
+            commit = service.deploys[0].commit_id if service.deploys else secrets.token_hex(20)
         deploy = Deploy(
             id=render_id("dep"),
             status="created",
-            commit_id=commit if isinstance(commit, str) and commit else secrets.token_hex(20),
+            commit_id=commit,
             commit_message=f"sandbox deploy #{len(service.deploys) + 1}",
             trigger="api",
             env=dict(service.env),
@@ -322,7 +327,17 @@ def create_control_plane(backend: Backend, token: str) -> web.Application:
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             raise _error(401, "unauthorized", "invalid or missing API key")
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.content_type == "application/json":
+                raise
+            # The router's own 404/405 (unknown path or method): JSON like every other error.
+            ident = "not_found" if exc.status == 404 else "invalid_request"
+            return web.json_response(
+                {"id": ident, "message": f"{request.method} {request.path}: {exc.reason}"},
+                status=exc.status,
+            )
 
     routes = _Routes(backend)
     app = web.Application(middlewares=[auth])

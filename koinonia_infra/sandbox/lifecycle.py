@@ -27,6 +27,7 @@ from koinonia_infra.sandbox.state import (
     SandboxState,
     is_alive,
     kill_record,
+    lock_held,
     read_state,
     write_state,
 )
@@ -78,21 +79,6 @@ def resolve_state_dir(state_dir: Path | None) -> Path:
     return (state_dir or default_sandbox_dir()).expanduser().resolve()
 
 
-def lock_held(state_dir: Path) -> bool:
-    """True while a supervisor holds the state dir's lock."""
-    path = state_dir / LOCK_FILE
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def up(state_dir: Path | None, instances: int = 2, progress: Progress | None = None) -> UpResult:
     """Start a sandbox (or report the running one) and wait until every part is healthy."""
     say = progress or (lambda _m: None)
@@ -120,6 +106,9 @@ def up(state_dir: Path | None, instances: int = 2, progress: Progress | None = N
     started = time.monotonic()
     try:
         _reap_leftovers(directory)
+        # A descriptor left by a supervisor that never stopped cleanly names dead ports; while
+        # none exists, a concurrent `up` says "still starting" instead of handing it out.
+        sandbox_descriptor_path(directory).unlink(missing_ok=True)
         with (directory / "supervisor.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "koinonia_infra.sandbox.supervisor",
@@ -268,6 +257,9 @@ def down(state_dir: Path | None, *, purge: bool = False) -> DownResult:
         latest.running = False
         latest.processes = []
         write_state(directory, latest)
+    # Derived state, not user data: without it `--target sandbox` says "no sandbox, start one"
+    # instead of trying the ports of a stopped one. (The supervisor removes it too on SIGTERM.)
+    sandbox_descriptor_path(directory).unlink(missing_ok=True)
     if purge:
         result.purged = _purge(directory, state)
     return result

@@ -4,7 +4,8 @@ group, kernel start time so a recycled PID is never mistaken for ours), ports an
 Layout of a state dir:
 
     state.json        this record (no secrets)
-    descriptor.json   the deployment descriptor, with the control plane token (mode 0600)
+    descriptor.json   the deployment descriptor, with the control plane token (mode 0600); only
+                      while the sandbox runs: derived state, removed when it stops
     secrets.json      generated database / cache passwords (mode 0600)
     supervisor.lock   held (flock) by the running supervisor: "is it running" without PID races
     logs/             one log per process
@@ -14,6 +15,7 @@ Layout of a state dir:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -105,6 +107,21 @@ def kill_record(record: ProcessRecord, sig: signal.Signals) -> None:
             os.killpg(record.pgid, sig)
         else:
             os.kill(record.pid, sig)
+
+
+def lock_held(state_dir: Path) -> bool:
+    """True while a supervisor holds the state dir's lock: "running", without trusting PIDs."""
+    try:
+        fd = os.open(state_dir / LOCK_FILE, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def read_state(state_dir: Path) -> SandboxState | None:

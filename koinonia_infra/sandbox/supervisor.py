@@ -92,6 +92,9 @@ class Supervisor:
         self.bins: Binaries = find_binaries()
         self.secrets = load_secrets(state_dir)
         self.token = secrets.token_urlsafe(32)
+        # On Render every instance builds the same repo and branch, so their initial deploys run
+        # the same commit: one id for all of them, never one per instance.
+        self.commit = secrets.token_hex(20)
         self.api = ApiSettings()
         self.edge_settings = EdgeSettings()
         self.services: dict[str, Service] = {}
@@ -316,7 +319,7 @@ class Supervisor:
         deploy = Deploy(
             id=render_id("dep"),
             status="update_in_progress",
-            commit_id=secrets.token_hex(20),
+            commit_id=self.commit,
             commit_message="sandbox initial deploy",
             trigger="new_commit",
             env=dict(service.env),
@@ -460,6 +463,8 @@ class Supervisor:
         ).write(sandbox_descriptor_path(self.state_dir), include_key=True)
 
     async def shutdown(self) -> None:
+        # First, so nothing resolves `--target sandbox` to processes that are about to stop.
+        sandbox_descriptor_path(self.state_dir).unlink(missing_ok=True)
         if self._runner is not None:
             with contextlib.suppress(Exception):
                 await self._runner.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,7 @@ class Recorder:
         self.verify_passed = verify_passed
         self.unhealthy = unhealthy
         self.waited: list[list[str]] = []
+        self.since: list[datetime] = []
         self.verified: list[list[int]] = []
         self.health_checked: list[int] = []
 
@@ -234,9 +236,10 @@ class Recorder:
             health=self.health,
         )
 
-    def wait(self, descriptor: Descriptor) -> list[DeployOutcome]:
+    def wait(self, descriptor: Descriptor, since: datetime) -> list[DeployOutcome]:
         ids = [i.service_id for i in descriptor.instances] + ["srv-edge"]
         self.waited.append(ids)
+        self.since.append(since)
         return [DeployOutcome(service=s, service_id=s, status=self.deploy_status) for s in ids]
 
     def verify(self, descriptor: Descriptor) -> VerifyOutcome:

@@ -27,6 +27,7 @@ from engine_fakes import (
 from typer.testing import CliRunner
 
 from koinonia_infra.cli import app, engine_cmds
+from koinonia_infra.errors import OperationFailed, StackLocked
 
 runner = CliRunner()
 HERE = Path(__file__).resolve().parent
@@ -162,6 +163,40 @@ def test_destroy_instance_yes_removes_it_and_says_to_commit(
         in (result.stderr)
     )
     assert SENTINEL not in _all(result)
+
+
+DESTROY_2 = plan_of(
+    ("delete", WEB, "api-2"), ("delete", ENV, "api-2-env"), ("update", ENV, "edge-env")
+)
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (OperationFailed("pulumi up failed for stack prod"), 1),
+    (StackLocked("stack prod is locked by another update"), 4),
+    (KeyboardInterrupt(), 130),
+])  # fmt: skip
+def test_destroy_instance_failed_update_restores_the_file_and_says_so(
+    fake: dict[str, Any], project: Path, error: BaseException, code: int
+) -> None:
+    path = project / "Pulumi.prod.yaml"
+    before = path.read_bytes()
+    fake["engine"] = FakeEngine(DESTROY_2, up_error=error)
+    result = runner.invoke(app, ["destroy-instance", "2", "--yes"])
+    assert result.exit_code == code, _all(result)
+    assert path.read_bytes() == before
+    assert "Pulumi.prod.yaml restored to its previous content" in result.stderr
+    # Nothing to commit: the file is back as it was.
+    assert "commit Pulumi.prod.yaml" not in _all(result)
+    assert "Traceback" not in _all(result)
+    assert SENTINEL not in _all(result)
+
+
+def test_up_interrupted_exits_130(fake: dict[str, Any]) -> None:
+    fake["engine"] = FakeEngine(plan_of(("update", WEB, "api-1")), up_error=KeyboardInterrupt())
+    result = runner.invoke(app, ["up", "--yes"])
+    assert result.exit_code == 130
+    assert "interrupted" in result.stderr
+    assert fake["recorder"].waited == []
 
 
 def test_outputs_json_is_the_descriptor(fake: dict[str, Any]) -> None:

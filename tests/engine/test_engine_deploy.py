@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_fakes import ENV, KV, OUTPUTS, PG, WEB, FakeEngine, FakeUI, Recorder, plan_of
+from engine_fakes import (
+    ENV,
+    KV,
+    OUTPUTS,
+    PG,
+    WEB,
+    FakeEngine,
+    FakeUI,
+    Recorder,
+    descriptor_of,
+    plan_of,
+)
 
 from koinonia_infra.deploy import (
     DeployOutcome,
     DestroyRequest,
+    check_deploys,
     check_destroy_request,
     run_destroy_instance,
     run_up,
@@ -24,6 +38,7 @@ from koinonia_infra.errors import (
     StackLocked,
     UsageError,
 )
+from koinonia_infra.render_api import DEPLOY_TERMINAL
 from koinonia_infra.stackfile import remove_instance
 
 CHANGE = plan_of(
@@ -46,6 +61,16 @@ def test_up_with_yes_updates_waits_for_every_deploy_and_verifies() -> None:
     assert report.verify is not None
     assert report.verify.passed
     assert ui.questions == []
+
+
+def test_up_waits_for_deploys_created_since_the_update_started_and_shows_each() -> None:
+    engine, ui, rec = FakeEngine(CHANGE), FakeUI(interactive=False), Recorder()
+    before = datetime.now(UTC)
+    run_up(engine, rec.seams(ui), yes=True)
+    after = datetime.now(UTC)
+    assert len(rec.since) == 1
+    assert before <= rec.since[0] <= after
+    assert ("success", "srv-api2: deploy live") in ui.messages
 
 
 def test_up_without_terminal_and_without_yes_refuses_before_updating() -> None:
@@ -148,44 +173,214 @@ def test_a_locked_stack_surfaces_as_exit_4() -> None:
 # ------------------------------------------------------------------------------------------
 
 
-class _Deploy:
-    def __init__(self, status: str) -> None:
-        self.status = status
+UPDATE_STARTED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class FakeDeploy:
+    id: str
+    status: str
+    created_at: datetime | None
+
+
+class Timeline:
+    """Render's deploys over a fake clock. Each deploy is listed from `listed_at` (seconds after
+    waiting began) and goes through `statuses` [(from second, status), ...]."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.deploys: dict[str, list[tuple[float, str, datetime | None, list[tuple[float, str]]]]]
+        self.deploys = {}
+
+    def add(
+        self,
+        service_id: str,
+        deploy_id: str,
+        *,
+        created: datetime | None,
+        listed_at: float = 0.0,
+        statuses: list[tuple[float, str]],
+    ) -> None:
+        self.deploys.setdefault(service_id, []).append((listed_at, deploy_id, created, statuses))
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += max(seconds, 0.01)
+
+    def listed(self, service_id: str) -> list[FakeDeploy]:
+        """Newest first, as Render lists them."""
+        visible = [d for d in self.deploys.get(service_id, []) if d[0] <= self.now]
+        return [
+            FakeDeploy(deploy_id, [s for t, s in statuses if t <= self.now][-1], created)
+            for _, deploy_id, created, statuses in reversed(visible)
+        ]
 
 
 class FakeClient:
-    def __init__(self, statuses: dict[str, str], *, timeout_on: str | None = None) -> None:
-        self.statuses = statuses
-        self.timeout_on = timeout_on
-        self.calls: list[tuple[str, str | None, float]] = []
+    """`DeployClient` over a Timeline; `wait_for_deploy` polls like RenderClient's."""
 
-    def wait_for_deploy(self, service_id: str, deploy_id: str | None, *, timeout: float) -> Any:
-        self.calls.append((service_id, deploy_id, timeout))
-        if service_id == self.timeout_on:
-            raise OperationFailed(f"service {service_id}: deploy dep-1 still build_in_progress")
-        return _Deploy(self.statuses[service_id])
+    def __init__(self, timeline: Timeline) -> None:
+        self.t = timeline
+        self.followed: list[tuple[str, str | None]] = []
+        self.latest_polls: dict[str, int] = {}
+
+    def latest_deploy(self, service_id: str) -> FakeDeploy | None:
+        self.latest_polls[service_id] = self.latest_polls.get(service_id, 0) + 1
+        listed = self.t.listed(service_id)
+        return listed[0] if listed else None
+
+    def wait_for_deploy(
+        self, service_id: str, deploy_id: str | None, *, timeout: float
+    ) -> FakeDeploy:
+        self.followed.append((service_id, deploy_id))
+        deadline = self.t.now + timeout
+        while True:
+            listed = self.t.listed(service_id)
+            found = [d for d in listed if deploy_id is None or d.id == deploy_id][:1]
+            if found and found[0].status in DEPLOY_TERMINAL:
+                return found[0]
+            if self.t.now >= deadline:
+                seen = found[0].status if found else "no deploy"
+                raise OperationFailed(
+                    f"service {service_id}: deploy still {seen} after {timeout:g}s"
+                )
+            self.t.sleep(2.0)
 
 
-def test_wait_for_deploys_follows_every_instance_and_the_edge() -> None:
-    from engine_fakes import descriptor_of
+BEFORE = UPDATE_STARTED - timedelta(hours=2)
+AFTER = UPDATE_STARTED + timedelta(seconds=40)
 
-    client = FakeClient({"srv-api1": "live", "srv-api2": "update_failed", "srv-edge": "live"})
-    outcomes = wait_for_deploys(client, descriptor_of(OUTPUTS), timeout=60)
-    assert [(o.service, o.status, o.ok) for o in outcomes] == [
-        ("koinonia-sms-backend", "live", True),
-        ("koinonia-sms-backend-2", "update_failed", False),
-        ("koinonia-edge", "live", True),
+
+def _wait(timeline: Timeline, client: Any = None, **kw: Any) -> list[DeployOutcome]:
+    return wait_for_deploys(
+        client or FakeClient(timeline),
+        descriptor_of(OUTPUTS),
+        since=UPDATE_STARTED,
+        clock=timeline.clock,
+        sleep=timeline.sleep,
+        **kw,
+    )
+
+
+def _all_live_before(timeline: Timeline) -> None:
+    for sid in ("srv-api1", "srv-api2", "srv-edge"):
+        timeline.add(sid, f"dep-old-{sid}", created=BEFORE, statuses=[(0, "live")])
+
+
+def test_wait_for_deploys_waits_for_a_deploy_render_lists_only_after_a_few_polls() -> None:
+    t = Timeline()
+    _all_live_before(t)
+    # api-2's deploy shows up 7 s into the wait, then builds until second 30 and fails.
+    t.add(
+        "srv-api2",
+        "dep-new",
+        created=AFTER,
+        listed_at=7,
+        statuses=[(0, "build_in_progress"), (30, "update_failed")],
+    )
+    client = FakeClient(t)
+    outcomes = _wait(t, client, timeout=600, grace=20)
+    by_service = {o.service_id: o for o in outcomes}
+    # Not the previous `live` deploy: the new one, followed by id to its failure.
+    assert by_service["srv-api2"] == DeployOutcome(
+        "koinonia-sms-backend-2", "srv-api2", "update_failed", "dep-new", new=True
+    )
+    assert ("srv-api2", "dep-new") in client.followed
+    assert client.latest_polls["srv-api1"] > 3, "api-1 was polled through the grace period"
+    assert t.now >= 30
+    with pytest.raises(OperationFailed, match=r"deploy of koinonia-sms-backend-2 .* update_failed"):
+        check_deploys(outcomes)
+
+
+def test_wait_for_deploys_falls_back_to_the_latest_deploy_of_an_unchanged_service() -> None:
+    t = Timeline()
+    _all_live_before(t)
+    t.add("srv-api1", "dep-new1", created=AFTER, statuses=[(0, "queued"), (12, "live")])
+    client = FakeClient(t)
+    outcomes = _wait(t, client, timeout=600, grace=20)
+    assert [(o.service_id, o.deploy_id, o.status, o.new) for o in outcomes] == [
+        ("srv-api1", "dep-new1", "live", True),
+        ("srv-api2", "dep-old-srv-api2", "live", False),
+        ("srv-edge", "dep-old-srv-edge", "live", False),
     ]
-    assert all(deploy_id is None for _, deploy_id, _ in client.calls)
-    assert all(0 < timeout <= 60 for _, _, timeout in client.calls)
+    assert ("srv-api2", None) in client.followed
+    # The grace period is shared: unchanged services do not each add their own.
+    assert t.now < 20 + 5
+    assert outcomes[1].describe() == (
+        "koinonia-sms-backend-2: no new deploy since the update (unchanged?); "
+        "latest deploy dep-old-srv-api2 live"
+    )
+    assert outcomes[0].describe() == "koinonia-sms-backend: deploy dep-new1 live"
+
+
+def test_wait_for_deploys_tolerates_a_little_clock_skew() -> None:
+    t = Timeline()
+    _all_live_before(t)
+    skewed = UPDATE_STARTED - timedelta(seconds=10)  # Render's clock runs behind ours
+    t.add("srv-edge", "dep-edge", created=skewed, statuses=[(0, "update_in_progress"), (5, "live")])
+    outcomes = _wait(t, timeout=600, grace=20)
+    assert (outcomes[2].deploy_id, outcomes[2].new) == ("dep-edge", True)
+
+
+def test_wait_for_deploys_follows_a_later_deploy_that_superseded_the_first() -> None:
+    t = Timeline()
+    _all_live_before(t)
+    t.add("srv-api1", "dep-a", created=AFTER, statuses=[(0, "build_in_progress"), (6, "canceled")])
+    later = AFTER + timedelta(seconds=5)
+    t.add("srv-api1", "dep-b", created=later, listed_at=5, statuses=[(0, "queued"), (15, "live")])
+    outcomes = _wait(t, timeout=600, grace=3)
+    assert (outcomes[0].deploy_id, outcomes[0].status) == ("dep-b", "live")
 
 
 def test_wait_for_deploys_timeout_names_the_service() -> None:
-    from engine_fakes import descriptor_of
+    t = Timeline()
+    _all_live_before(t)
+    t.add("srv-api2", "dep-slow", created=AFTER, statuses=[(0, "build_in_progress")])
+    with pytest.raises(OperationFailed, match=r"^koinonia-sms-backend-2: service srv-api2") as err:
+        _wait(t, timeout=60, grace=5)
+    assert "build_in_progress" in str(err.value)
 
-    client = FakeClient({"srv-api1": "live"}, timeout_on="srv-api2")
-    with pytest.raises(OperationFailed, match=r"^koinonia-sms-backend-2: service srv-api2"):
-        wait_for_deploys(client, descriptor_of(OUTPUTS), timeout=60)
+
+def test_wait_for_deploys_with_the_real_render_client() -> None:
+    """Same timeline through RenderClient and Render's JSON (createdAt strings, cursors)."""
+    import httpx
+
+    from koinonia_infra.render_api import RenderClient
+
+    t = Timeline()
+    _all_live_before(t)
+    t.add("srv-api1", "dep-new", created=AFTER, listed_at=4, statuses=[(0, "queued"), (9, "live")])
+
+    def as_json(d: FakeDeploy) -> dict[str, Any]:
+        created = d.created_at.isoformat().replace("+00:00", "Z") if d.created_at else None
+        return {"id": d.id, "status": d.status, "createdAt": created}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        parts = request.url.path.strip("/").split("/")  # v1/services/<id>/deploys[/<deploy>]
+        listed = t.listed(parts[2])
+        if len(parts) == 5:
+            return httpx.Response(200, json=as_json(next(d for d in listed if d.id == parts[4])))
+        limit = int(request.url.params.get("limit", "20"))
+        return httpx.Response(
+            200, json=[{"cursor": d.id, "deploy": as_json(d)} for d in listed[:limit]]
+        )
+
+    with RenderClient(
+        "https://render.test/v1",
+        "k",
+        transport=httpx.MockTransport(handler),
+        sleep=t.sleep,
+        clock=t.clock,
+    ) as client:
+        outcomes = _wait(t, client, timeout=600, grace=20)
+    assert [(o.deploy_id, o.status, o.new) for o in outcomes] == [
+        ("dep-new", "live", True),
+        ("dep-old-srv-api2", "live", False),
+        ("dep-old-srv-edge", "live", False),
+    ]
 
 
 def test_deploy_outcome_only_live_is_ok() -> None:
@@ -228,8 +423,6 @@ def test_destroy_request_refuses_the_last_instance() -> None:
 
 
 def test_destroy_instance_happy_path_edits_the_file_and_says_to_commit(project: Path) -> None:
-    from engine_fakes import descriptor_of
-
     after = {**OUTPUTS, "instances": OUTPUTS["instances"][:1]}
     engine = FakeEngine(DESTROY_2, outputs_after_up=after)
     ui, rec = FakeUI(answer="koinonia-sms-backend-2"), Recorder()
@@ -255,8 +448,6 @@ def test_destroy_instance_happy_path_edits_the_file_and_says_to_commit(project: 
 
 
 def test_destroy_instance_refuses_when_a_survivor_is_unhealthy(project: Path) -> None:
-    from engine_fakes import descriptor_of
-
     engine, ui, rec = FakeEngine(DESTROY_2), FakeUI(), Recorder(unhealthy=frozenset({1}))
     before = (project / "Pulumi.prod.yaml").read_text()
     with pytest.raises(OperationFailed, match=r"surviving instance 1 .* is unhealthy .*--force"):
@@ -268,8 +459,6 @@ def test_destroy_instance_refuses_when_a_survivor_is_unhealthy(project: Path) ->
 
 
 def test_destroy_instance_force_proceeds_despite_an_unhealthy_survivor(project: Path) -> None:
-    from engine_fakes import descriptor_of
-
     engine, ui, rec = FakeEngine(DESTROY_2), FakeUI(), Recorder(unhealthy=frozenset({1}))
     run_destroy_instance(
         engine,
@@ -282,8 +471,6 @@ def test_destroy_instance_force_proceeds_despite_an_unhealthy_survivor(project: 
 
 
 def test_destroy_instance_refuses_a_preview_that_touches_anything_else(project: Path) -> None:
-    from engine_fakes import descriptor_of
-
     plan = plan_of(("delete", WEB, "api-2"), ("delete", ENV, "api-2-env"), ("update", WEB, "api-1"))
     engine, ui, rec = FakeEngine(plan), FakeUI(), Recorder()
     before = (project / "Pulumi.prod.yaml").read_text()
@@ -297,8 +484,6 @@ def test_destroy_instance_refuses_a_preview_that_touches_anything_else(project: 
 
 
 def test_destroy_instance_wrong_typed_name_cancels(project: Path) -> None:
-    from engine_fakes import descriptor_of
-
     engine, ui, rec = FakeEngine(DESTROY_2), FakeUI(answer="koinonia-sms-backend"), Recorder()
     before = (project / "Pulumi.prod.yaml").read_text()
     with pytest.raises(OperationFailed, match="the name did not match"):
@@ -310,8 +495,6 @@ def test_destroy_instance_wrong_typed_name_cancels(project: Path) -> None:
 
 
 def test_destroy_instance_without_terminal_needs_yes(project: Path) -> None:
-    from engine_fakes import descriptor_of
-
     engine, ui, rec = FakeEngine(DESTROY_2), FakeUI(interactive=False), Recorder()
     with pytest.raises(UsageError, match="pass --yes"):
         run_destroy_instance(
@@ -321,8 +504,6 @@ def test_destroy_instance_without_terminal_needs_yes(project: Path) -> None:
 
 
 def test_destroy_instance_restores_the_stack_file_when_the_update_fails(project: Path) -> None:
-    from engine_fakes import descriptor_of
-
     engine = FakeEngine(DESTROY_2, up_error=OperationFailed("pulumi up failed for stack prod"))
     ui, rec = FakeUI(), Recorder()
     before = (project / "Pulumi.prod.yaml").read_bytes()
@@ -336,8 +517,6 @@ def test_destroy_instance_restores_the_stack_file_when_the_update_fails(project:
 
 
 def test_destroy_instance_restores_the_stack_file_on_interrupt(project: Path) -> None:
-    from engine_fakes import descriptor_of
-
     engine = FakeEngine(DESTROY_2, up_error=KeyboardInterrupt())
     ui, rec = FakeUI(), Recorder()
     before = (project / "Pulumi.prod.yaml").read_bytes()

@@ -95,6 +95,18 @@ def test_replacing_a_datastore_is_called_out_with_the_reason() -> None:
     assert len(lines) == 2  # the three engine steps are one replacement
 
 
+def test_replacing_an_adopted_service_is_a_replacement_too() -> None:
+    # An imported resource is replaced through import-replacement / discard-replaced steps.
+    events = [
+        step_event("resourcePreEvent", op, WEB, "api-1", keys=["ownerId"], planning=True)
+        for op in ("import-replacement", "replace", "discard-replaced")
+    ]
+    lines = _run("preview", events)
+    assert lines[0].startswith("  +- replace          render:services:WebService  api-1")
+    assert lines[1].startswith("!! API service api-1: it would get a new id and URL")
+    assert len(lines) == 2
+
+
 def test_deleting_an_api_service_is_called_out() -> None:
     lines = _run("preview", [step_event("resourcePreEvent", "delete", WEB, "api-2", planning=True)])
     assert lines == [

@@ -13,25 +13,29 @@ from pathlib import Path
 import pytest
 from engine_fakes import SENTINEL
 
-from koinonia_infra.engine import install_root, open_stack
+from koinonia_infra.engine import locate_engine, open_stack
+from koinonia_infra.errors import EngineNotFound
 
 pytestmark = pytest.mark.engine
 
 
-def _engine_available() -> bool:
-    import shutil
-
-    return shutil.which("pulumi") is not None or (install_root() / "bin" / "pulumi").is_file()
-
-
 @pytest.fixture(autouse=True)
 def _need_engine() -> None:
-    if _engine_available():
+    try:
+        locate_engine()  # the same lookup the CLI does: pinned install, then PATH
+    except EngineNotFound:
+        pass
+    else:
         return
-    reason = "no `pulumi` binary on PATH or in the pinned install (koinonia-infra engine install)"
+    missing = (
+        "no `pulumi` binary on PATH or in the pinned install (`koinonia-infra engine install`)"
+    )
     if os.environ.get("KOINONIA_REQUIRE_ENGINE") == "1":
-        pytest.fail(f"KOINONIA_REQUIRE_ENGINE=1 but {reason}")
-    pytest.skip(reason)
+        pytest.fail(f"KOINONIA_REQUIRE_ENGINE=1 but {missing}")
+    pytest.skip(
+        f"real Pulumi engine test NOT run: {missing}; "
+        "KOINONIA_REQUIRE_ENGINE=1 turns this skip into a failure"
+    )
 
 
 @pytest.fixture

@@ -17,6 +17,17 @@ from koinonia_infra.ops.common import HealthResult, TrafficTotals
 from koinonia_infra.render_api import RenderClient
 from koinonia_infra.traffic import Sample
 
+# The drill's JSON keys a pipeline gates on, named by the issue (not read from the code).
+REQUIRED_KEYS = {
+    "failedRequests",
+    "totalRequests",
+    "achievedRate",
+    "maxLatencyMs",
+    "secondsUntilDrained",
+    "secondsToRejoin",
+    "resumed",
+}
+
 
 @dataclass
 class FakeInstance:

@@ -75,6 +75,19 @@ def test_drill_refuses_when_instances_are_down(
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", [["drill", "failover", "--yes"], ["rollout"]])
+def test_an_unwritable_report_path_is_refused_before_anything_runs(
+    outputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("RENDER_API_KEY", "k")
+    report = tmp_path / "no-such-dir" / "drill.md"
+    result = CliRunner().invoke(app, [*command, "--outputs", str(outputs), "--report", str(report)])
+    assert result.exit_code == 2
+    assert f"--report {report}: not a file in an existing directory" in result.stderr
+    # Refused up front: no health probe ran, so no refusal about unhealthy instances either.
+    assert "refusing" not in result.output
+
+
 def test_rollout_rejects_a_bad_order(outputs: Path) -> None:
     result = CliRunner().invoke(app, ["rollout", "--outputs", str(outputs), "--order", "2,x"])
     assert result.exit_code == 2

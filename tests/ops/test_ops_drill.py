@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+
 import httpx
 import pytest
-from ops_fakes import World
+from ops_fakes import REQUIRED_KEYS, World
 
 from koinonia_infra.errors import OperationFailed
+from koinonia_infra.ops.common import deferred_signals, sigterm_as_interrupt
 from koinonia_infra.ops.drill import DrillReport, run_failover_drill
 from koinonia_infra.ops.render import drill_markdown
-
-REQUIRED_KEYS = {
-    "failedRequests",
-    "totalRequests",
-    "achievedRate",
-    "maxLatencyMs",
-    "secondsUntilDrained",
-    "secondsToRejoin",
-    "resumed",
-}
 
 
 def drill(world: World, **kwargs: object) -> DrillReport:
@@ -125,6 +118,42 @@ def test_instance_that_never_rejoins_fails_but_is_resumed() -> None:
     assert "not healthy 3s after resume" in report.error
 
 
+def test_instance_that_never_drains_times_out_and_is_resumed() -> None:
+    world = World()
+    world.drain_delay = 1000.0  # the edge keeps routing to the suspended instance
+    report = drill(world, drain_timeout=2.0)
+    assert report.outcome == "failed"
+    assert report.exit_code == 1
+    assert report.error is not None
+    assert "api-1 (svc-1) still received traffic 2s after it was suspended" in report.error
+    assert report.resumed is True
+    assert report.seconds_until_drained is None
+    assert api_calls(world)[-1] == "POST /v1/services/srv-1/resume"
+    assert world.instances[1].suspended is False
+
+
+def test_a_resume_that_keeps_failing_is_reported_as_not_resumed() -> None:
+    world = World()
+    world.interrupt_at = world.t + 1.0
+
+    def refuse_resume(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.endswith("/resume"):
+            return httpx.Response(400, json={"message": "resume refused"})
+        return None
+
+    world.api_failure = refuse_resume
+    report = drill(world)
+    assert report.outcome == "interrupted"
+    assert report.resumed is False
+    assert world.instances[1].suspended is True
+    resumes = [c for c in world.calls if c.endswith("/resume")]
+    assert len(resumes) == 3  # tried, then gave up and said so
+    resumed = next(c for c in report.checks if c.name == "api-1 resumed")
+    assert resumed.passed is False
+    assert resumed.measured == "NOT resumed: resume it by hand"
+    assert "resumed: **NO: resume it by hand**" in drill_markdown(report)
+
+
 def test_failed_requests_fail_the_drill() -> None:
     world = World()
     world.instances[2].pending.append((world.t + 1.2, False))  # the survivor dies too
@@ -144,3 +173,15 @@ def test_markdown_report_mirrors_the_checklist() -> None:
     assert "- [x] no failed requests through the edge: 0 of" in text
     assert "- [x] api-1 resumed: resumed" in text
     assert "seconds to rejoin" in text
+
+
+def test_sigterm_interrupts_like_ctrl_c_and_is_held_during_cleanup() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_as_interrupt(), pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGTERM)
+    held: list[int] = []
+    with deferred_signals(held):
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)
+    assert held == [signal.SIGTERM, signal.SIGINT]
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from ops_fakes import World
 
-from koinonia_infra.errors import OperationFailed, UsageError
+from koinonia_infra.errors import OperationFailed, RenderApiError, UsageError
 from koinonia_infra.ops.render import rollout_markdown
 from koinonia_infra.ops.rollout import RolloutReport, parse_order, run_rollout
 from koinonia_infra.ops.status import collect_status
@@ -77,11 +78,25 @@ def test_rollout_refuses_when_an_instance_is_unhealthy() -> None:
 
 def test_interrupted_rollout_reports_where_it_stopped() -> None:
     world = World()
-    world.interrupt_at = world.t + 0.2
+    world.interrupt_at = world.t + 0.7  # after the 0.5 s settle: while api-2's deploy runs
     report = rollout(world, [2, 1])
     assert report.outcome == "interrupted"
     assert report.exit_code == 130
+    assert [(s.instance, s.outcome) for s in report.steps] == [(2, "interrupted"), (1, "untouched")]
+    assert deploy_posts(world) == ["POST /v1/services/srv-2/deploys"]
     assert world.calls[-1] == "traffic stop"
+
+
+def test_deploy_that_never_finishes_names_the_instance() -> None:
+    world = World()
+    world.deploy_steps = ["build_in_progress"]  # never leaves it
+    report = rollout(world, [2, 1], deploy_timeout=5.0)
+    assert report.outcome == "failed"
+    assert report.exit_code == 1
+    assert report.error is not None
+    assert report.error.startswith("rollout stopped: api-2 (svc-2): ")
+    assert "still build_in_progress after 5s" in report.error
+    assert [(s.instance, s.outcome) for s in report.steps] == [(2, "failed"), (1, "untouched")]
 
 
 def test_parse_order() -> None:
@@ -113,6 +128,14 @@ def test_status_lists_instances_and_edge() -> None:
     assert rows["edge"].healthy is True
     data = report.to_json()
     assert data["services"][0]["deployStatus"] == "live"
+
+
+def test_status_with_a_rejected_key_fails_once() -> None:
+    world = World()
+    world.api_failure = lambda _r: httpx.Response(401, json={"message": "unauthorized"})
+    with pytest.raises(RenderApiError, match="key was rejected"):
+        collect_status(world.descriptor(), world.client(), world.probe)
+    assert len([c for c in world.calls if c.startswith("GET")]) == 1
 
 
 def test_status_without_api_key_shows_health_only() -> None:

@@ -8,12 +8,14 @@ import os
 import shlex
 import stat
 import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pulumi
 import pytest
 from program_helpers import evaluate_settings as run
 from program_helpers import make_settings
+from pulumi_render.services import EnvVarsForService
 
 from koinonia_infra.caddy import render_caddyfile
 from koinonia_infra.errors import ConfigError, OperationFailed
@@ -64,38 +66,87 @@ def test_settings_round_trip_through_pulumi_config() -> None:
     assert seen == [settings]
 
 
-def _with_config(config: dict[str, str]) -> None:
-    pulumi.runtime.set_all_config(config, secret_keys=[])
+@pytest.fixture
+def engine_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A clean config context: no bag from the environment, reset after the test."""
+    monkeypatch.delenv("PULUMI_CONFIG", raising=False)
+    monkeypatch.delenv("PULUMI_CONFIG_SECRET_KEYS", raising=False)
+    yield
+    pulumi.runtime.set_all_config({}, secret_keys=[])
 
 
+def problems_in(config: dict[str, str], secret_keys: Sequence[str] = ()) -> list[str]:
+    pulumi.runtime.set_all_config(config, secret_keys=list(secret_keys))
+    with pytest.raises(ConfigError) as err:
+        settings_from_pulumi_config()
+    return err.value.lines
+
+
+OWNER = {"koinonia:ownerId": "tea-testowner0001"}
+
+
+@pytest.mark.usefixtures("engine_config")
 def test_invalid_pulumi_config_is_one_line_per_problem() -> None:
-    _with_config(
+    lines = problems_in(
         {
-            "koinonia:ownerId": "tea-testowner0001",
+            **OWNER,
             "koinonia:api": json.dumps({"instances": [1, 1], "port": 10000}),
             "koinonia:edge": "not json",
         }
     )
-    try:
-        with pytest.raises(ConfigError) as err:
-            settings_from_pulumi_config()
-    finally:
-        _with_config({})
-    assert err.value.lines == ["pulumi config: koinonia:edge: expected a mapping of settings"]
-    _with_config(
-        {
-            "koinonia:ownerId": "tea-testowner0001",
-            "koinonia:api": json.dumps({"instances": [1, 1], "port": 10000}),
-        }
-    )
-    try:
-        with pytest.raises(ConfigError) as err:
-            settings_from_pulumi_config()
-    finally:
-        _with_config({})
-    assert [line.split(": ")[1] for line in err.value.lines] == [
+    assert lines[0] == "pulumi config: koinonia:edge: expected a mapping of settings"
+    assert [line.split(": ")[1] for line in lines[1:]] == [
         "koinonia:api.instances",
         "koinonia:api.port",
+    ]
+
+
+@pytest.mark.usefixtures("engine_config")
+def test_unknown_keys_fail_inside_the_program_as_in_the_cli() -> None:
+    lines = problems_in(
+        {
+            **OWNER,
+            "koinonia:regoin": "ohio",
+            "koinonia:api": json.dumps({"healthCheckpath": "/h"}),
+            "render:apiKey": "other namespaces are not ours",
+        },
+        secret_keys=["render:apiKey"],
+    )
+    assert lines == [
+        "pulumi config: koinonia:regoin: unknown key; did you mean 'region'?",
+        "pulumi config: koinonia:api.healthCheckpath: unknown key; did you mean 'healthCheckPath'?",
+    ]
+
+
+@pytest.mark.usefixtures("engine_config")
+def test_secret_env_value_must_be_an_engine_secret() -> None:
+    config = {
+        **OWNER,
+        "koinonia:api": json.dumps({"secretEnv": ["JWT_SECRET"]}),
+        "koinonia:JWT_SECRET": "hunter2",
+    }
+    assert problems_in(config) == [
+        "pulumi config: koinonia:JWT_SECRET: secret value stored in plaintext; "
+        "run `pulumi config set --secret koinonia:JWT_SECRET`"
+    ]
+    pulumi.runtime.set_all_config(config, secret_keys=["koinonia:JWT_SECRET"])
+    assert settings_from_pulumi_config().api.secret_env == ["JWT_SECRET"]
+
+
+@pytest.mark.usefixtures("engine_config")
+def test_config_bag_of_the_language_host_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A local program (`pulumi up`) gets its config as PULUMI_CONFIG, not set_all_config.
+    pulumi.runtime.set_all_config({}, secret_keys=[])
+    bag = {**OWNER, "koinonia:api": json.dumps({"secretEnv": ["JWT_SECRET"]})}
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**bag, "koinonia:JWT_SECRET": "v"}))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["koinonia:JWT_SECRET"]))
+    assert settings_from_pulumi_config().owner_id == "tea-testowner0001"
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**bag, "koinonia:instances": "[1]"}))
+    with pytest.raises(ConfigError) as err:
+        settings_from_pulumi_config()
+    assert err.value.lines == [
+        "pulumi config: koinonia:instances: unknown key; known keys: ownerId, region, api, "
+        "postgres, keyValue, edge, verify"
     ]
 
 
@@ -132,6 +183,23 @@ def test_harness_fails_when_an_output_never_resolves() -> None:
         pulumi.export("unknown", pulumi.Output(set(), value, known))
 
     with pytest.raises(OperationFailed, match="never resolved"):
+        evaluate(settings, program=program)
+
+
+def test_harness_fails_when_a_registered_input_never_resolves() -> None:
+    # Without this, two runs whose inputs are both "unknown" would compare equal.
+    settings = make_settings()
+
+    def program() -> None:
+        build(settings)
+        loop = asyncio.get_event_loop()
+        value: asyncio.Future[str] = loop.create_future()
+        value.set_result("srv-late")
+        known: asyncio.Future[bool] = loop.create_future()
+        known.set_result(False)
+        EnvVarsForService("late-env", service_id=pulumi.Output(set(), value, known))
+
+    with pytest.raises(OperationFailed, match=r"never resolved under mocks: late-env\.serviceId$"):
         evaluate(settings, program=program)
 
 

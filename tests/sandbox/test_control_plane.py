@@ -1,17 +1,217 @@
-"""The control plane against the real sandbox: Render's shapes, auth, and real process effects."""
+"""The control plane: Render's shapes, auth and errors through the real `RenderClient` over a
+fake backend (fast), then against the real sandbox (real process effects)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
+from koinonia_infra.errors import RenderApiError
+from koinonia_infra.render_api import RenderClient
+from koinonia_infra.sandbox.control_plane import (
+    Deploy,
+    Service,
+    create_control_plane,
+    render_id,
+)
 from koinonia_infra.sandbox.state import ProcessRecord, is_alive, read_state
 
-pytestmark = pytest.mark.integration
+integration = pytest.mark.integration
+TOKEN = "sandbox-token-0123456789"
+COMMIT = "c0ffee" * 6 + "c0ff"
+
+
+# ---- over a fake backend: the HTTP contract, in milliseconds ---------------------------------
+
+
+class FakeBackend:
+    """Records what the control plane asked for; a deploy waits for `release` before finishing."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, Service] = {}
+        self.actions: list[str] = []
+        self.release = asyncio.Event()
+        for number in (1, 2):
+            name = "koinonia-sms-backend" + ("" if number == 1 else f"-{number}")
+            svc = Service(
+                id=render_id("srv"),
+                name=name,
+                kind="instance",
+                url=f"http://127.0.0.1:{8000 + number}",
+                port=8000 + number,
+                number=number,
+                env={"NODE_ENV": "production", "DATABASE_URL": "postgres://u:p@h/db"},
+            )
+            first = Deploy(render_id("dep"), "live", COMMIT, "initial", "new_commit", {})
+            svc.deploys.append(first)
+            self.services[svc.id] = svc
+
+    def instance(self, number: int) -> Service:
+        return next(s for s in self.services.values() if s.number == number)
+
+    async def suspend(self, service: Service) -> None:
+        self.actions.append(f"suspend {service.name}")
+
+    async def resume(self, service: Service) -> None:
+        self.actions.append(f"resume {service.name}")
+
+    async def restart(self, service: Service) -> None:
+        self.actions.append(f"restart {service.name}")
+
+    async def run_deploy(self, service: Service, deploy: Deploy, fail: float | None) -> None:
+        deploy.set_status("build_in_progress")
+        await self.release.wait()
+        deploy.set_status("update_failed" if fail is not None else "live")
+
+
+class Served:
+    def __init__(self, backend: FakeBackend, url: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.backend = backend
+        self.url = url
+        self.loop = loop
+
+    def client(self, token: str = TOKEN) -> RenderClient:
+        return RenderClient(self.url, token, timeout=5, retry_deadline=2)
+
+    def finish_deploys(self) -> None:
+        self.loop.call_soon_threadsafe(self.backend.release.set)
+
+
+@pytest.fixture
+def plane() -> Iterator[Served]:
+    """The control plane on 127.0.0.1 (its own event loop in a thread) over `FakeBackend`."""
+    loop = asyncio.new_event_loop()
+    started: dict[str, Any] = {}
+    ready = threading.Event()
+
+    async def start() -> None:
+        backend = FakeBackend()
+        runner = web.AppRunner(create_control_plane(backend, TOKEN), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        started.update(backend=backend, runner=runner, url=f"http://127.0.0.1:{port}/v1")
+        ready.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
+    assert ready.wait(10)
+    try:
+        yield Served(started["backend"], started["url"], loop)
+    finally:
+        asyncio.run_coroutine_threadsafe(started["runner"].cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_no_or_wrong_token_is_401_and_the_client_says_the_key_was_rejected(plane: Served) -> None:
+    assert httpx.get(f"{plane.url}/services").status_code == 401
+    sid = plane.backend.instance(1).id
+    assert httpx.post(f"{plane.url}/services/{sid}/suspend").status_code == 401
+    with pytest.raises(RenderApiError, match="key was rejected") as info:
+        plane.client("wrong-token").get_service(sid)
+    assert "wrong-token" not in str(info.value)
+    assert plane.backend.actions == []
+
+
+def test_services_read_through_the_client_in_render_shapes(plane: Served) -> None:
+    with plane.client() as api:
+        found = api.find_services("koinonia-sms-backend-2")
+        assert [s.id for s in found] == [plane.backend.instance(2).id]
+        svc = api.get_service(found[0].id)
+        assert (svc.name, svc.slug, svc.suspended) == (
+            "koinonia-sms-backend-2",
+            "koinonia-sms-backend-2",
+            "not_suspended",
+        )
+        assert svc.url == "http://127.0.0.1:8002"
+        assert api.env_vars(svc.id)["NODE_ENV"] == "production"
+        with pytest.raises(RenderApiError, match="srv-nope0000 not found"):
+            api.get_service("srv-nope0000")
+        with pytest.raises(RenderApiError, match=f"deploy dep-nope of Render service {svc.id}"):
+            api.get_deploy(svc.id, "dep-nope")
+
+
+def test_cursor_pages_do_not_repeat_or_skip(plane: Served) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    first = httpx.get(f"{plane.url}/services", params={"limit": 1}, headers=headers).json()
+    rest = httpx.get(
+        f"{plane.url}/services",
+        params={"limit": 100, "cursor": first[0]["cursor"]},
+        headers=headers,
+    ).json()
+    assert all(set(item) == {"cursor", "service"} for item in first + rest)
+    ids = [i["service"]["id"] for i in first + rest]
+    assert sorted(ids) == sorted(plane.backend.services)
+    bad = httpx.get(f"{plane.url}/services", params={"limit": 0}, headers=headers)
+    assert bad.status_code == 400
+    unknown = httpx.get(f"{plane.url}/nothing-here", headers=headers)
+    assert unknown.status_code == 404
+    assert "nothing-here" in unknown.json()["message"]
+
+
+def test_deploy_409_while_in_progress_then_live_on_the_same_commit(plane: Served) -> None:
+    one, two = plane.backend.instance(1), plane.backend.instance(2)
+    with plane.client() as api:
+        deploy = api.trigger_deploy(one.id)
+        assert deploy.status == "created"
+        with pytest.raises(RenderApiError, match=f"a deploy is already in progress for {one.id}"):
+            api.trigger_deploy(one.id)
+        with pytest.raises(RenderApiError, match="already in progress"):
+            api.suspend(one.id)
+        other = api.trigger_deploy(two.id)
+        plane.finish_deploys()
+        done = api.wait_for_deploy(one.id, deploy.id, timeout=10)
+        assert done.status == "live"
+        assert api.wait_for_deploy(two.id, other.id, timeout=10).status == "live"
+        # Both services build the same branch, which has not moved: still the same commit.
+        commits = {api.list_deploys(s.id, limit=1)[0].commit_id for s in (one, two)}
+        assert commits == {COMMIT}
+        assert api.list_deploys(one.id)[0].id == deploy.id
+    assert plane.backend.actions == []
+
+
+def test_suspend_and_resume_reach_the_backend_and_show_in_the_service(plane: Served) -> None:
+    one = plane.backend.instance(1)
+    with plane.client() as api:
+        api.suspend(one.id)
+        assert api.get_service(one.id).is_suspended
+        with pytest.raises(RenderApiError, match=f"{one.id} is suspended; resume it first"):
+            api.trigger_deploy(one.id)
+        api.resume(one.id)
+        assert not api.get_service(one.id).is_suspended
+    deadline = time.monotonic() + 5
+    while len(plane.backend.actions) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert plane.backend.actions == [
+        "suspend koinonia-sms-backend",
+        "resume koinonia-sms-backend",
+    ]
+
+
+def test_fail_next_deploy_ends_update_failed(plane: Served) -> None:
+    two = plane.backend.instance(2)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    marked = httpx.post(f"{plane.url}/_sandbox/services/{two.id}/fail-next-deploy", headers=headers)
+    assert marked.status_code == 200
+    with plane.client() as api:
+        deploy = api.trigger_deploy(two.id)
+        plane.finish_deploys()
+        assert api.wait_for_deploy(two.id, deploy.id, timeout=10).status == "update_failed"
+
+
+# ---- against the real sandbox ----------------------------------------------------------------
 
 
 def _record(state_dir: Path, role: str) -> ProcessRecord | None:
@@ -40,6 +240,7 @@ def _health(url: str) -> httpx.Response:
     return httpx.get(url + "/health", timeout=5)
 
 
+@integration
 def test_requires_the_bearer_token(sandbox: Any) -> None:
     base = sandbox.api_url
     assert httpx.get(f"{base}/services").status_code == 401
@@ -54,6 +255,7 @@ def test_requires_the_bearer_token(sandbox: Any) -> None:
     )
 
 
+@integration
 def test_services_in_render_shapes(
     sandbox: Any, api: httpx.Client, traffic_through_edge: Any
 ) -> None:
@@ -90,6 +292,10 @@ def test_services_in_render_shapes(
         "trigger",
     }
     assert set(deploy["commit"]) >= {"id", "message"}
+    # Both services build the same branch: they start on the same commit.
+    other = sandbox.descriptor.instance(2).service_id
+    first_2 = api.get(f"/services/{other}/deploys", params={"limit": 1}).json()[0]["deploy"]
+    assert first_2["commit"]["id"] == deploy["commit"]["id"]
 
     missing = api.get("/services/srv-doesnotexist00000000")
     assert missing.status_code == 404
@@ -97,6 +303,7 @@ def test_services_in_render_shapes(
     assert api.get(f"/services/{inst.service_id}/deploys/dep-nope").status_code == 404
 
 
+@integration
 def test_suspend_stops_the_process_and_resume_starts_it(
     sandbox: Any, api: httpx.Client, traffic_through_edge: Any
 ) -> None:
@@ -137,6 +344,7 @@ def test_suspend_stops_the_process_and_resume_starts_it(
     assert api.get(f"/services/{inst.service_id}").json()["suspended"] == "not_suspended"
 
 
+@integration
 def test_deploy_goes_live_on_a_new_process_without_failed_requests(
     sandbox: Any, api: httpx.Client, traffic_through_edge: Any
 ) -> None:
@@ -172,9 +380,11 @@ def test_deploy_goes_live_on_a_new_process_without_failed_requests(
     assert _health(inst.url).status_code == 200
     listed = [i["deploy"] for i in api.get(f"/services/{inst.service_id}/deploys").json()]
     assert listed[0]["id"] == deploy["id"]
+    assert listed[0]["commit"]["id"] == previous["commit"]["id"]  # the branch did not move
     assert next(d for d in listed if d["id"] == previous["id"])["status"] == "deactivated"
 
 
+@integration
 def test_failed_deploy_keeps_the_old_process_serving(
     sandbox: Any, api: httpx.Client, traffic_through_edge: Any
 ) -> None:
@@ -199,6 +409,7 @@ def test_failed_deploy_keeps_the_old_process_serving(
     assert deploys[:2] == ["update_failed", "live"]
 
 
+@integration
 def test_env_vars_list_and_put_reach_the_next_deploy(
     sandbox: Any, api: httpx.Client, traffic_through_edge: Any
 ) -> None:

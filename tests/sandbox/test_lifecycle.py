@@ -26,6 +26,13 @@ def cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Comp
     )
 
 
+def state_postgres_dir(state_dir: Path) -> Path:
+    state = read_state(state_dir)
+    assert state is not None
+    assert state.postgres_dir is not None
+    return Path(state.postgres_dir)
+
+
 def _processes_mentioning(text: str) -> list[str]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -102,12 +109,22 @@ def test_up_status_down_leaves_no_process_behind(sandbox_dir: Path) -> None:
     assert alive == []
     assert _processes_mentioning(str(sandbox_dir)) == []
 
+    # The descriptor is derived state: gone with the processes, so `--target sandbox` says so
+    # instead of trying dead ports.
+    assert not descriptor_path.exists()
+    stale = cli("verify", "--target", "sandbox", "--state-dir", sandbox_dir)
+    assert stale.returncode == 2, stale.stderr
+    assert "start one with `koinonia-infra sandbox up`" in stale.stderr
+    assert "Traceback" not in stale.stderr
+    stopped = cli("sandbox", "status", "--state-dir", sandbox_dir, "--format", "json")
+    assert json.loads(stopped.stdout)["running"] is False
+
     twice = cli("sandbox", "down", "--state-dir", sandbox_dir)
     assert twice.returncode == 0
     assert "no running sandbox" in twice.stderr
-    # Nothing removed unless asked.
+    # Nothing the user made is removed unless asked: the data and logs stay.
     assert (sandbox_dir / "logs").is_dir()
-    assert descriptor_path.exists()
+    assert (sandbox_dir / "postgres").is_dir() or state_postgres_dir(sandbox_dir).is_dir()
 
     purge = cli("sandbox", "down", "--state-dir", sandbox_dir, "--purge")
     assert purge.returncode == 0
@@ -123,10 +140,13 @@ def test_down_stops_what_a_killed_supervisor_left(sandbox_dir: Path) -> None:
     time.sleep(0.2)
     survivors = [r for r in state.processes if is_alive(r)]
     assert {r.role for r in survivors} == {"postgres", "redis", "api-1", "edge"}
+    # A SIGKILLed supervisor could not remove its descriptor: `down` must.
+    assert (sandbox_dir / "descriptor.json").exists()
 
-    down = cli("sandbox", "down", "--state-dir", sandbox_dir, "--purge")
+    down = cli("sandbox", "down", "--state-dir", sandbox_dir)
     assert down.returncode == 0, down.stderr
     assert [r for r in state.all_records() if is_alive(r)] == []
+    assert not (sandbox_dir / "descriptor.json").exists()
     assert _processes_mentioning(str(sandbox_dir)) == []
 
 
@@ -159,6 +179,8 @@ def test_interrupted_up_stops_what_it_started(sandbox_dir: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A test run started in the background inherits SIGINT ignored; a user's terminal doesn't.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )
     # Interrupt mid-way: once the supervisor has launched the instances.
     deadline = time.monotonic() + 30

@@ -118,6 +118,26 @@ def test_dead_instance_fails_distribution_naming_the_other(
     assert checks[("error-rate", "edge")]["status"] == "pass"
 
 
+def test_slow_instance_fails_latency_similarity_and_its_own_latency(
+    tmp_path: Path, fake_deployment: FakeDeployment
+) -> None:
+    fake_deployment.instances[1].delay = 0.05  # api-2 answers in ≥ 50 ms, api-1 at once
+    result = verify_cli(
+        "--outputs", str(write_outputs(tmp_path, fake_deployment)), "-n", "20", "-c", "2",
+        "-f", "json", "--p95-ms", "40",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    checks = {(c["id"], c["target"]): c for c in json.loads(result.stdout)["checks"]}
+    similarity = checks[("latency-similarity", "all")]
+    assert similarity["status"] == "fail"
+    assert similarity["reason"].startswith("api-2 p50 is ")
+    assert similarity["values"]["p50Ms"]["api-2"] >= 50
+    assert similarity["values"]["ratio"] >= 10  # api-1's p50 counts as the 5 ms floor
+    assert checks[("latency", "api-2")]["status"] == "fail"
+    assert checks[("latency", "api-1")]["status"] == "pass"
+    assert checks[("latency", "api-1")]["values"]["count"] == 10
+
+
 def test_wait_passes_once_the_instance_recovers(
     tmp_path: Path, fake_deployment: FakeDeployment
 ) -> None:
@@ -302,3 +322,107 @@ def test_render_api_error_fails_the_check_with_one_line(fake_deployment: FakeDep
         "api-1: Render API: api.render.com: the API key was rejected (401); "
         "api-2: Render API: api.render.com: the API key was rejected (401)"
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Thresholds: defaults, then the stack's koinonia:verify (with --stack), then flags
+# ------------------------------------------------------------------------------------------------
+
+
+def test_threshold_flags_decide_pass_and_fail(
+    tmp_path: Path, fake_deployment: FakeDeployment
+) -> None:
+    outputs = str(write_outputs(tmp_path, fake_deployment))
+    result = verify_cli(
+        "--outputs", outputs, "-n", "20", "-f", "json",
+        "--p95-ms", "0.001", "--environment", "staging", "--share-tolerance", "0.5",
+        "--p50-ratio", "1.5", "--max-error-rate", "0", "--timeout", "2",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["thresholds"] == {
+        "requests": 20, "concurrency": 16, "shareTolerancePoints": 0.5, "p95Ms": 0.001,
+        "p50Ratio": 1.5, "p50FloorMs": 5.0, "maxErrorRatePercent": 0.0,
+        "environment": "staging", "waitSeconds": 0.0, "timeoutSeconds": 2.0,
+    }  # fmt: skip
+    by = {(c["id"], c["target"]): c for c in data["checks"]}
+    latency = by[("latency", "all")]
+    assert latency["status"] == "fail"
+    assert latency["threshold"] == "p95 ≤ 0.001 ms"
+    assert latency["reason"].endswith("> 0.001 ms")
+    health = by[("instance-health", "api-1")]
+    assert health["reason"] == "environment production (expected staging)"
+    # An even split still passes a tight tolerance: the flag changed the threshold, not the data.
+    assert by[("distribution", "edge")]["threshold"].startswith("each of 2 instance(s) 50.0% ± 0.5")
+    assert by[("distribution", "edge")]["status"] == "pass"
+
+
+def test_bad_threshold_flag_is_a_usage_error(tmp_path: Path) -> None:
+    result = verify_cli("--outputs", str(tmp_path / "x.json"), "--p50-ratio", "0.5")
+    assert result.exit_code == 2
+    assert "--p50-ratio" in result.output
+    assert "Traceback" not in result.output
+
+
+def _stack_project(tmp_path: Path, verify_yaml: str) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: koinonia\nruntime: python\n")
+    (project / "Pulumi.staging.yaml").write_text(
+        "config:\n  koinonia:ownerId: tea-koinoniatest000000000\n  koinonia:verify:\n"
+        + "".join(f"    {line}\n" for line in verify_yaml.strip().splitlines())
+    )
+    return project
+
+
+def test_stack_config_sets_thresholds_and_flags_override_it(
+    tmp_path: Path, fake_deployment: FakeDeployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import koinonia_infra.engine
+
+    project = _stack_project(tmp_path, "p95Ms: 0.002\nrequests: 12\nshareTolerancePoints: 20")
+    monkeypatch.setenv("KOINONIA_PROJECT_DIR", str(project))
+    seen: list[str] = []
+
+    def read_descriptor(stack: str) -> Any:  # the engine boundary: no Pulumi CLI here
+        seen.append(stack)
+        return parse_descriptor(fake_deployment.descriptor(), source=stack)
+
+    monkeypatch.setattr(koinonia_infra.engine, "read_descriptor", read_descriptor)
+    result = verify_cli("--stack", "staging", "-f", "json")
+    assert seen == ["staging"]
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["thresholds"]["p95Ms"] == 0.002
+    assert data["thresholds"]["shareTolerancePoints"] == 20.0
+    assert data["traffic"]["requests"] == 12
+    assert next(c for c in data["checks"] if c["id"] == "latency")["status"] == "fail"
+
+    flagged = verify_cli("--stack", "staging", "-f", "json", "--p95-ms", "5000", "-n", "8")
+    assert flagged.exit_code == 0, flagged.output
+    data = json.loads(flagged.stdout)
+    assert data["thresholds"]["p95Ms"] == 5000.0
+    assert data["thresholds"]["shareTolerancePoints"] == 20.0  # from the stack, not overridden
+    assert data["traffic"]["requests"] == 8
+
+
+def test_json_schema_matches_the_documented_one(
+    tmp_path: Path, fake_deployment: FakeDeployment
+) -> None:
+    """docs/verify.md promises these keys for schemaVersion 1: renaming one breaks users."""
+    result = verify_cli("--outputs", str(write_outputs(tmp_path, fake_deployment)), "-n", "4",
+                        "-f", "json")  # fmt: skip
+    data = json.loads(result.stdout)
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "verify.md").read_text()
+    example = json.loads(doc.split("```json\n", 1)[1].split("```", 1)[0])
+    assert set(data) == set(example)
+    assert set(data["summary"]) == set(example["summary"])
+    assert set(data["thresholds"]) == set(example["thresholds"])
+    assert set(data["traffic"]) == set(example["traffic"])
+    assert set(data["traffic"]["latency"]) == set(example["traffic"]["latency"])
+    assert set(data["deployment"]) == set(example["deployment"])
+    assert set(data["deployment"]["instances"][0]) == set(example["deployment"]["instances"][0])
+    for check in data["checks"]:
+        assert set(check) == set(example["checks"][0])
+    distribution = next(c for c in data["checks"] if c["id"] == "distribution")
+    assert set(distribution["values"]) == set(example["checks"][0]["values"])

@@ -33,7 +33,12 @@ def checks_of(result: Any) -> dict[tuple[str, str], dict[str, Any]]:
 def test_healthy_sandbox_passes_everything(sandbox: Any, tmp_path: Path) -> None:
     report = tmp_path / "signoff.md"
     t0 = time.monotonic()
-    result = verify(sandbox, "--requests", "1000", "-f", "json", "--report", str(report))
+    # p50s on a shared 2-core box are the scheduler's, not the instances' (observed up to 5x
+    # between two identical instances under load): the ratio's own logic is tested against
+    # servers with set delays in test_verify_fake.py; here only a gross difference fails.
+    result = verify(
+        sandbox, "--requests", "1000", "-f", "json", "--report", str(report), "--p50-ratio", "10"
+    )
     elapsed = time.monotonic() - t0
     failed = [f"{c['id']} {c['target']}: {c['reason']}" for c in json.loads(result.stdout)["checks"]
               if c["status"] != "pass"]  # fmt: skip
@@ -48,6 +53,10 @@ def test_healthy_sandbox_passes_everything(sandbox: Any, tmp_path: Path) -> None
     assert all(40 <= v <= 60 for v in shares.values())
     assert checks[("config-parity", "all")]["status"] == "pass"
     assert checks[("deploy-status", "api-1")]["values"]["deployStatus"] == "live"
+    # Both instances build the same branch, as on Render: one commit.
+    commits = {checks[("deploy-status", t)]["values"]["commit"] for t in ("api-1", "api-2")}
+    assert len(commits) == 1
+    assert None not in commits
     p95 = checks[("latency", "all")]["values"]["p95Ms"]
     assert isinstance(p95, float)
     markdown = report.read_text()
