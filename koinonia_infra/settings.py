@@ -248,7 +248,8 @@ class VerifySettings(_Model):
     p95_ms: float = Field(default=250.0, gt=0)
     p50_ratio: float = Field(default=2.0, ge=1)
     max_error_rate_percent: float = Field(default=0.1, ge=0, le=100)
-    environment: str = "production"
+    # The `environment` every /health must report; None: the stack's `api.nodeEnv`.
+    environment: str | None = None
 
 
 class Settings(_Model):
@@ -266,6 +267,14 @@ class Settings(_Model):
         if not re.fullmatch(r"(tea|usr)-[a-z0-9]+", value):
             raise ValueError("expected a Render workspace id like tea-xxxxxxxxxxxxxxxxxxxx")
         return value
+
+    @model_validator(mode="after")
+    def _expected_environment(self) -> Settings:
+        # A staging stack with nodeEnv "staging" must not be verified against "production".
+        if self.verify.environment is None:
+            verify = self.verify.model_copy(update={"environment": self.api.node_env})
+            object.__setattr__(self, "verify", verify)  # frozen model: set once, while validating
+        return self
 
 
 # --------------------------------------------------------------------------------------------

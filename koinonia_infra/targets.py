@@ -40,10 +40,13 @@ def resolve_descriptor(
     if target is not None:
         if target != "sandbox":
             raise UsageError(f"--target {target!r}: the only target is 'sandbox'")
+        from koinonia_infra.sandbox.state import lock_held
+
         path = sandbox_descriptor_path(state_dir)
-        if not path.exists():
+        # The descriptor outlives a killed supervisor or a reboot; the lock does not.
+        if not path.exists() or not lock_held(path.parent):
             raise UsageError(
-                f"no sandbox in {path.parent}: start one with `koinonia-infra sandbox up`"
+                f"no running sandbox in {path.parent}: start one with `koinonia-infra sandbox up`"
             )
         return load_descriptor(path)
     from koinonia_infra.engine import read_descriptor

@@ -109,3 +109,10 @@ def test_target_options_are_exclusive(tmp_path: Path) -> None:
         resolve_descriptor(target="sandbox", state_dir=tmp_path)
     with pytest.raises(UsageError, match="--state-dir goes with --target sandbox"):
         resolve_descriptor(outputs=tmp_path / "x.json", state_dir=tmp_path)
+
+
+def test_a_left_over_sandbox_descriptor_is_not_a_running_sandbox(tmp_path: Path) -> None:
+    # A descriptor without a supervisor holding the state dir's lock: killed, or rebooted.
+    (tmp_path / "descriptor.json").write_text(json.dumps(OUTPUTS))
+    with pytest.raises(UsageError, match=r"no running sandbox in .*: start one with"):
+        resolve_descriptor(target="sandbox", state_dir=tmp_path)

@@ -316,3 +316,12 @@ def test_corrupted_prod_file(
     path.write_text(text[:position] + junk + text[position + len(junk) :], encoding="utf-8")
     with contextlib.suppress(ConfigError):
         s.load_settings(path)
+
+
+def test_verify_expects_the_stacks_node_env_unless_told_otherwise() -> None:
+    staging = s.settings_from_config({"ownerId": "tea-a", "api": {"nodeEnv": "staging"}})
+    assert staging.verify.environment == "staging"
+    explicit = s.settings_from_config(
+        {"ownerId": "tea-a", "api": {"nodeEnv": "staging"}, "verify": {"environment": "qa"}}
+    )
+    assert explicit.verify.environment == "qa"

@@ -52,6 +52,8 @@ app = typer.Typer(
     epilog=EXIT_CODES_HELP,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown mode reflows wrapped docstrings instead of keeping their line breaks.
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
