@@ -2,7 +2,7 @@
 
 Public API (sync callers need no asyncio):
 
-    burst(url, requests=200, concurrency=16, *, timeout=5.0) -> BurstResult
+    burst(url, requests=200, concurrency=16, *, timeout=5.0, warmup=0) -> BurstResult
         N GETs at bounded concurrency (one keep-alive connection per worker, like wrk).
     SteadyTraffic(url, rate=200.0, *, timeout=5.0, max_in_flight=256)
         .start(); ... .samples() (a snapshot, any time); .stop() -> SteadyResult
@@ -130,6 +130,9 @@ class BurstResult:
     samples: list[Sample]
     elapsed_s: float
     concurrency: int
+    # Requests sent before measuring, to open every connection; their failures still count.
+    warmup_requests: int = 0
+    warmup_failures: int = 0
 
     @property
     def requests_per_second(self) -> float:
@@ -708,8 +711,14 @@ async def burst_async(
     timeout: float = DEFAULT_TIMEOUT,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     verify_tls: bool = True,
+    warmup: int = 0,
 ) -> BurstResult:
-    """`requests` GETs, `concurrency` workers each on its own keep-alive connection."""
+    """`requests` GETs, `concurrency` workers each on its own keep-alive connection.
+
+    With `warmup`, that many requests go first and are left out of the samples, so latency
+    measures connections in use rather than their opening (TCP, TLS, the edge's own upstream
+    connections); their failures are counted in `warmup_failures`, never hidden.
+    """
     if requests < 1 or concurrency < 1:
         raise UsageError("requests and concurrency must be at least 1")
     workers = min(concurrency, requests)
@@ -720,21 +729,34 @@ async def burst_async(
         max_connections=workers,
         verify_tls=verify_tls,
     )
-    samples: list[Sample] = []
-    counter = iter(range(requests))
 
-    async def worker() -> None:
-        for _ in counter:
-            samples.append(await client.get())
+    async def run(count: int) -> list[Sample]:
+        done: list[Sample] = []
+        counter = iter(range(count))
 
-    t0 = time.monotonic()
+        async def worker() -> None:
+            for _ in counter:
+                done.append(await client.get())
+
+        await asyncio.gather(*(worker() for _ in range(min(workers, count))))
+        return done
+
     try:
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        warm = await run(warmup) if warmup > 0 else []
+        t0 = time.monotonic()
+        samples = await run(requests)
+        elapsed = time.monotonic() - t0
     finally:
         await client.aclose()
-    elapsed = time.monotonic() - t0
     samples.sort(key=lambda s: s.started)
-    return BurstResult(url=url, samples=samples, elapsed_s=elapsed, concurrency=workers)
+    return BurstResult(
+        url=url,
+        samples=samples,
+        elapsed_s=elapsed,
+        concurrency=workers,
+        warmup_requests=len(warm),
+        warmup_failures=sum(1 for s in warm if not s.ok),
+    )
 
 
 def burst(
@@ -745,6 +767,7 @@ def burst(
     timeout: float = DEFAULT_TIMEOUT,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     verify_tls: bool = True,
+    warmup: int = 0,
 ) -> BurstResult:
     """Synchronous `burst_async` (runs its own event loop)."""
     return asyncio.run(
@@ -755,6 +778,7 @@ def burst(
             timeout=timeout,
             max_body_bytes=max_body_bytes,
             verify_tls=verify_tls,
+            warmup=warmup,
         )
     )
 

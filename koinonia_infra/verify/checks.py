@@ -437,21 +437,25 @@ def _similarity(
 
 
 def _error_rate(check: PlannedCheck, burst: BurstResult, options: VerifyOptions) -> CheckResult:
-    total = len(burst.samples)
+    # Warm-up requests are left out of the latency, not out of the errors.
+    total = len(burst.samples) + burst.warmup_requests
     failed = [s for s in burst.samples if not s.ok]
-    rate = 100.0 * len(failed) / total if total else 100.0
+    n_failed = len(failed) + burst.warmup_failures
+    rate = 100.0 * n_failed / total if total else 100.0
     values: dict[str, Any] = {
         "requests": total,
-        "failed": len(failed),
+        "failed": n_failed,
         "ratePercent": round(rate, 3),
     }
-    measured = f"{rate:.2f}% ({len(failed)} of {total})"
-    if failed:
-        reasons = Counter(s.error or f"HTTP {s.status}" for s in failed)
+    measured = f"{rate:.2f}% ({n_failed} of {total})"
+    reasons = Counter(s.error or f"HTTP {s.status}" for s in failed)
+    if burst.warmup_failures:
+        reasons["failed during warm-up"] += burst.warmup_failures
+    if reasons:
         values["reasons"] = dict(reasons.most_common(5))
     if rate > options.max_error_rate_percent:
-        top = "; ".join(f"{n} x {r}" for r, n in Counter(values["reasons"]).most_common(2))
-        return _result(check, "fail", measured, f"{len(failed)} failed: {top}", values)
+        top = "; ".join(f"{n} x {r}" for r, n in reasons.most_common(2))
+        return _result(check, "fail", measured, f"{n_failed} failed: {top}", values)
     return _result(check, "pass", measured, None, values)
 
 

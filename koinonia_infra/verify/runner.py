@@ -85,6 +85,9 @@ async def _observe_http(
             options.concurrency,
             timeout=options.timeout_seconds,
             max_body_bytes=options.max_body_bytes,
+            # Two rounds per connection: every client connection and the edge's connections to
+            # each upstream are open before anything is timed.
+            warmup=2 * options.concurrency,
         )
 
 
@@ -141,6 +144,7 @@ def _traffic_summary(burst: BurstResult | None) -> dict[str, Any]:
         "elapsedSeconds": round(burst.elapsed_s, 3),
         "requestsPerSecond": round(burst.requests_per_second, 1),
         "latency": latency_summary(burst.samples).as_dict(),
+        "warmupRequests": burst.warmup_requests,
     }
 
 

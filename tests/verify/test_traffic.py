@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -111,3 +112,23 @@ def test_steady_traffic_counts_failures_per_request(
     assert result.failed < result.sent
     failed = [s for s in result.samples if not s.ok]
     assert all(s.status == 500 for s in failed)
+
+
+def test_warmup_is_left_out_of_the_samples_but_its_failures_are_counted() -> None:
+    # A port nothing listens on: every request fails, warm-up included.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = burst(f"http://127.0.0.1:{port}/", 6, 2, timeout=1.0, warmup=4)
+    assert len(result.samples) == 6
+    assert (result.warmup_requests, result.warmup_failures) == (4, 4)
+
+
+def test_warmup_requests_are_sent_but_not_sampled(
+    fake_deployment: FakeDeployment,
+) -> None:
+    before = fake_deployment.rr  # requests the fake edge has answered
+    result = burst(fake_deployment.edge_url + "/health", requests=10, concurrency=2, warmup=4)
+    assert fake_deployment.rr - before == 14
+    assert len(result.samples) == 10
+    assert (result.warmup_requests, result.warmup_failures) == (4, 0)

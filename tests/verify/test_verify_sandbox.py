@@ -97,12 +97,13 @@ def test_killed_instance_edge_keeps_serving(sandbox: Any) -> None:
 
 def test_wait_until_an_instance_recovers(sandbox: Any) -> None:
     # SIGSTOP freezes api-1 (its /health times out); SIGCONT after a few seconds revives it.
+    # A probe timeout shorter than the freeze makes the first attempt fail for sure.
     pid = sandbox.pid("api-1")
     os.kill(pid, signal.SIGSTOP)
     timer = threading.Timer(3.0, os.kill, (pid, signal.SIGCONT))
     timer.start()
     try:
-        result = verify(sandbox, "--requests", "50", "--wait", "30", "-f", "json")
+        result = verify(sandbox, "--requests", "50", "--wait", "30", "--timeout", "1", "-f", "json")
     finally:
         timer.cancel()
         os.kill(pid, signal.SIGCONT)
