@@ -13,6 +13,7 @@ Public API (sync callers need no asyncio):
         Each request stands on its own: a failure is counted from its own sample, never inferred
         from the rate.
     fetch(url, *, timeout=5.0) -> Fetched           one GET through httpx (health reads)
+    LeanTransport(url, ...)                         the load's httpx transport (one origin)
     fetch_many(urls, *, timeout=5.0) -> list[Fetched]  several at once, one event loop
 
     Sample: started (time.monotonic() at send), latency_ms, status (int or None), upstream
@@ -20,13 +21,15 @@ Public API (sync callers need no asyncio):
     Helpers: percentile(), latency_summary(), served_by(), last_served(), first_served(),
     instance_for_upstream().
 
-Why two HTTP clients: one-off reads (health, JSON) go through httpx with the aiohttp transport;
-load goes through a lean HTTP/1.1 keep-alive client written on asyncio protocols. Measured on a
-2-core box against a local Caddy: httpx + aiohttp ~1,500 req/s and p50 3-5x wrk's at concurrency
-8 (the client's own per-request overhead becomes the latency it reports); plain aiohttp ~4,000
-req/s; the lean client ~13,000 req/s with p50 within 1.1x of wrk's. Every request has a deadline
-(connect + headers + body) and every body and header block is capped, so a hostile server costs a
-bounded amount of time and memory.
+httpx is the API throughout, with two transports. One-off reads (health, JSON) use httpx's
+AsyncClient with the aiohttp transport. Load uses `LeanTransport`, an httpx transport over a lean
+HTTP/1.1 keep-alive client written on asyncio protocols (`LeanClient`), and hands it a prebuilt
+`httpx.Request` directly. Measured on a 2-core box against a local Caddy: httpx + aiohttp ~1,500
+req/s and p50 3-5x wrk's at concurrency 8 (the client's own per-request overhead becomes the
+latency it reports); AsyncClient in front of `LeanTransport` ~0.5-0.7x wrk's rate with p50 up to
+1.8x; the transport called directly ~0.8-0.9x wrk's rate with p50 within 1.15x. Every request has
+a deadline (connect + headers + body) and every body and header block is capped, so a hostile
+server costs a bounded amount of time and memory.
 """
 
 from __future__ import annotations
@@ -45,12 +48,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from koinonia_infra.caddy import UPSTREAM_HEADER
 from koinonia_infra.errors import UsageError
 
 if TYPE_CHECKING:
-    import httpx
-
     from koinonia_infra.descriptor import Descriptor, InstanceRef
 
 DEFAULT_TIMEOUT = 5.0
@@ -335,6 +338,7 @@ class _Raw:
     body: bytes
     keep_alive: bool
     finished: float
+    head: bytes  # status line and headers, as received
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +394,7 @@ class _Conn(asyncio.Protocol):
         self.remaining = 0
         self.body = bytearray()
         self.got_bytes = False
+        self.head = b""
 
     # asyncio callbacks ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -444,6 +449,7 @@ class _Conn(asyncio.Protocol):
                     body=bytes(self.body),
                     keep_alive=self.keep_alive and not self.closed,
                     finished=time.monotonic(),
+                    head=self.head,
                 )
             )
 
@@ -461,6 +467,7 @@ class _Conn(asyncio.Protocol):
                 return
             head = bytes(self.buf[:end])
             del self.buf[: end + 4]
+            self.head = head
             self._parse_head(head)
         if self.state == "length":
             take = self.buf[: self.remaining]
@@ -594,9 +601,9 @@ def _upstream_from_body(body: bytes) -> str | None:
 
 
 class LeanClient:
-    """Keep-alive GETs to one URL; at most `max_connections` connections, idle ones reused.
-
-    Use from a single event loop. `get()` never raises: failures become samples with a reason.
+    """Keep-alive HTTP/1.1 connections to one origin; at most `max_connections` requests in
+    flight (one per connection), idle connections reused. Use from a single event loop;
+    `LeanTransport` puts httpx in front of it.
     """
 
     def __init__(
@@ -636,7 +643,7 @@ class LeanClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
-    async def _exchange(self, started: float) -> _Raw:
+    async def _exchange(self, request: bytes) -> _Raw:
         # A pooled connection the server closed while idle fails before any byte arrives: that
         # is the client's doing, not the server's, so it is retried once on a fresh connection.
         for attempt in (0, 1):
@@ -650,7 +657,7 @@ class LeanClient:
             if conn is None:
                 conn = await self._connect()
             try:
-                raw = await conn.send(self.target.request)
+                raw = await conn.send(request)
             except _ConnectionClosed as exc:
                 conn.abort()
                 if reused and not exc.got_bytes and attempt == 0:
@@ -666,36 +673,152 @@ class LeanClient:
             return raw
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def get(self) -> Sample:
+    async def request(self, request: bytes) -> tuple[float, _Raw]:
+        """Send one serialized request; (time.monotonic() at send, response). Raises on failure;
+        the whole exchange (connect, headers, body) has `timeout` seconds."""
         async with self._slots:
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(self.timeout):
-                    raw = await self._exchange(started)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # every failure is a sample, never an escape
-                elapsed = (time.monotonic() - started) * 1000.0
-                return Sample(
-                    started=started,
-                    latency_ms=elapsed,
-                    status=None,
-                    upstream=None,
-                    error=describe_error(exc, where=self.target.where, timeout=self.timeout),
-                )
-            upstream = raw.upstream or _upstream_from_body(raw.body)
-            return Sample(
-                started=started,
-                latency_ms=(raw.finished - started) * 1000.0,
-                status=raw.status,
-                upstream=upstream,
-                error=None,
-            )
+            sent = time.monotonic()
+            async with asyncio.timeout(self.timeout):
+                return sent, await self._exchange(request)
 
     async def aclose(self) -> None:
         for conn in self._idle:
             conn.abort()
         self._idle.clear()
+
+
+class LeanTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over `LeanClient`: one origin, HTTP/1.1 keep-alive, one request per
+    connection at a time, a deadline per request and capped bodies and headers.
+
+    `response.extensions["koinonia.timing"]` is (sent, finished) on time.monotonic(): from
+    writing the request to the last body byte, so latency excludes the caller's own overhead.
+    Failures raise httpx exceptions whose `__cause__` is the original error.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+        max_connections: int = 64,
+        verify_tls: bool = True,
+    ) -> None:
+        self.lean = LeanClient(
+            url,
+            timeout=timeout,
+            max_body_bytes=max_body_bytes,
+            max_connections=max_connections,
+            verify_tls=verify_tls,
+        )
+        t = self.lean.target
+        self._origin = ("https" if t.tls else "http", t.host, t.port)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url, lean = request.url, self.lean
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if (url.scheme, url.host, port) != self._origin:
+            raise httpx.UnsupportedProtocol(
+                f"this transport only reaches {lean.target.where}", request=request
+            )
+        if request.method in ("HEAD", "CONNECT") or "transfer-encoding" in request.headers:
+            raise httpx.UnsupportedProtocol(
+                f"{request.method} with a streamed body or no response body is not supported",
+                request=request,
+            )
+        body = await request.aread()
+        parts = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        for key, value in request.headers.raw:
+            parts += (key, b": ", value, b"\r\n")
+        parts += (b"\r\n", body)
+        try:
+            sent, raw = await lean.request(b"".join(parts))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason = describe_error(exc, where=lean.target.where, timeout=lean.timeout)
+            if isinstance(exc, TimeoutError):
+                raise httpx.TimeoutException(reason, request=request) from exc
+            if isinstance(exc, _ProtocolError | _ConnectionClosed):
+                raise httpx.RemoteProtocolError(reason, request=request) from exc
+            raise httpx.ConnectError(reason, request=request) from exc
+        lines = raw.head.split(b"\r\n")[1:]  # every line has a colon (checked by the parser)
+        headers = [(n.strip(), v.strip()) for n, _, v in (x.partition(b":") for x in lines)]
+        return httpx.Response(
+            raw.status,
+            headers=headers,
+            stream=httpx.ByteStream(raw.body),
+            request=request,
+            extensions={"koinonia.timing": (sent, raw.finished)},
+        )
+
+    async def aclose(self) -> None:
+        await self.lean.aclose()
+
+
+class _Probe:
+    """Load GETs through httpx: one prebuilt `httpx.Request`, handed to `LeanTransport` directly.
+
+    `httpx.AsyncClient` in front of the same transport (URL merging, cookies, auth and redirect
+    machinery on every request) cost about a third of the rate and added up to 1.8x to p50 on a
+    2-core box (docs/verify.md), so the load skips that layer; nothing it adds is used here.
+    `get()` never raises: a failure is a sample with a one-line reason.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        max_body_bytes: int,
+        max_connections: int,
+        verify_tls: bool,
+    ) -> None:
+        self.transport = LeanTransport(
+            url,
+            timeout=timeout,
+            max_body_bytes=max_body_bytes,
+            max_connections=max_connections,
+            verify_tls=verify_tls,
+        )
+        self.request = httpx.Request("GET", url, headers=_LOAD_HEADERS)
+        self.timeout = timeout
+        self.where = self.transport.lean.target.where
+
+    async def get(self) -> Sample:
+        started = time.monotonic()
+        try:
+            response = await self.transport.handle_async_request(self.request)
+            body = await response.aread()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every failure is a sample, never an escape
+            return Sample(
+                started=started,
+                latency_ms=(time.monotonic() - started) * 1000.0,
+                status=None,
+                upstream=None,
+                error=describe_error(exc, where=self.where, timeout=self.timeout),
+            )
+        sent, finished = response.extensions["koinonia.timing"]
+        return Sample(
+            started=sent,
+            latency_ms=(finished - sent) * 1000.0,
+            status=response.status_code,
+            upstream=response.headers.get(UPSTREAM_HEADER) or _upstream_from_body(body),
+            error=None,
+        )
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+_LOAD_HEADERS = {
+    "User-Agent": "koinonia-infra",
+    "Accept": "application/json, */*",
+    "Accept-Encoding": "identity",
+}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -722,7 +845,7 @@ async def burst_async(
     if requests < 1 or concurrency < 1:
         raise UsageError("requests and concurrency must be at least 1")
     workers = min(concurrency, requests)
-    client = LeanClient(
+    client = _Probe(
         url,
         timeout=timeout,
         max_body_bytes=max_body_bytes,
@@ -905,7 +1028,7 @@ class SteadyTraffic:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        client = LeanClient(
+        client = _Probe(
             self.url,
             timeout=self.timeout,
             max_body_bytes=self.max_body,
@@ -1121,6 +1244,7 @@ __all__ = [
     "Fetched",
     "LatencySummary",
     "LeanClient",
+    "LeanTransport",
     "Sample",
     "SteadyResult",
     "SteadyTraffic",
