@@ -205,32 +205,16 @@ def last_served(
     samples: Iterable[Sample], upstream: str, *, before: float | None = None
 ) -> Sample | None:
     """The last successful sample served by `upstream` (sent before `before`, if given)."""
-    best: Sample | None = None
-    for s in samples:
-        if (
-            s.upstream == upstream
-            and s.ok
-            and (before is None or s.started < before)
-            and (best is None or s.started > best.started)
-        ):
-            best = s
-    return best
+    hits = [s for s in served_by(samples, upstream) if before is None or s.started < before]
+    return max(hits, key=lambda s: s.started, default=None)
 
 
 def first_served(
     samples: Iterable[Sample], upstream: str, *, after: float | None = None
 ) -> Sample | None:
     """The first successful sample served by `upstream` (sent after `after`, if given)."""
-    best: Sample | None = None
-    for s in samples:
-        if (
-            s.upstream == upstream
-            and s.ok
-            and (after is None or s.started > after)
-            and (best is None or s.started < best.started)
-        ):
-            best = s
-    return best
+    hits = [s for s in served_by(samples, upstream) if after is None or s.started > after]
+    return min(hits, key=lambda s: s.started, default=None)
 
 
 def instance_for_upstream(descriptor: Descriptor, upstream: str | None) -> InstanceRef | None:

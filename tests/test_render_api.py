@@ -13,7 +13,7 @@ from koinonia_infra.descriptor import parse_descriptor
 from koinonia_infra.errors import OperationFailed, RenderApiError
 from koinonia_infra.render_api import ApiKeyRejected, ApiUnreachable, RenderClient
 
-KEY = "rnd_SuperSecretKey1234567890"
+KEY = "sentinel-render-key-not-real"
 BASE = "https://api.example.test/v1"
 
 Handler = Callable[[httpx.Request], httpx.Response]

@@ -24,7 +24,7 @@ from koinonia_infra.errors import OperationFailed
 
 REPO = Path(__file__).resolve().parents[2]
 # Never a real-looking key: a sentinel whose appearance anywhere in output is a leak.
-SENTINEL = "rnd_SENTINEL0do0not0print0me"
+SENTINEL = "sentinel-secret-do-not-print"
 PROJECT = "koinonia"
 
 

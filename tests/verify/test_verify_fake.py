@@ -256,8 +256,8 @@ class FakeRender:
         return FakeDeploy(f"dep-{service_id}", status) if status else None
 
 
-SECRET_DB_1 = "postgres://koinonia:s3cret-one@db-a:5432/koinonia"
-SECRET_DB_2 = "postgres://koinonia:s3cret-two@db-b:5432/koinonia"
+SECRET_DB_1 = "postgres://user:placeholder-one@db-a.invalid:5432/app"
+SECRET_DB_2 = "postgres://user:placeholder-two@db-b.invalid:5432/app"
 
 
 def make_render(db2: str = SECRET_DB_1) -> FakeRender:
@@ -294,7 +294,7 @@ def test_differing_database_url_fails_parity_without_values(
     assert parity.reason is not None
     assert parity.reason.startswith("DATABASE_URL differs (api-1 ")
     everything = json.dumps(report.to_json()) + report.to_markdown()
-    for secret in ("s3cret", "db-a", "db-b", "postgres://"):
+    for secret in ("placeholder-one", "placeholder-two", "db-a", "db-b", "postgres://"):
         assert secret not in everything
 
 
