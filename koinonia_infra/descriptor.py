@@ -59,6 +59,9 @@ class Descriptor(_Model):
     key_value_id: str | None = None
     render_api_url: str | None = None
     render_api_key: SecretStr | None = Field(default=None, exclude=True)
+    # The sandbox's timing profile ("fast" | "render", koinonia_infra/sandbox/timing.py); absent
+    # for a real deployment, whose timings are Render's.
+    sandbox_timing: str | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> Descriptor:

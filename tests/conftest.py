@@ -12,6 +12,9 @@ control plane) in a fresh state dir, stopped and purged after the test. Use it f
     sandbox.stop("redis")  stop one process behind the sandbox's back (SIGTERM, waits until gone)
     sandbox.kill("api-1")  same with SIGKILL
 
+`render_timed_sandbox`: the same, started with `--timing render` (Render's suspend/resume/deploy
+sequence with scaled delays, koinonia_infra/sandbox/timing.py).
+
 `sandbox_state_dir`: an empty state dir for tests that run `sandbox up` themselves (stopped and
 purged after the test).
 
@@ -146,13 +149,11 @@ def sandbox_state_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def sandbox(sandbox_state_dir: Path) -> Iterator[SandboxHandle]:
+def _started_sandbox(state_dir: Path, timing: str) -> Iterator[SandboxHandle]:
     from koinonia_infra.sandbox.lifecycle import down, up
     from koinonia_infra.sandbox.state import is_alive, read_state
 
-    state_dir = sandbox_state_dir
-    result = up(state_dir, 2)
+    result = up(state_dir, 2, timing=timing)
     key = result.descriptor.render_api_key
     assert key is not None
     try:
@@ -163,3 +164,15 @@ def sandbox(sandbox_state_dir: Path) -> Iterator[SandboxHandle]:
         if state is not None:
             leftovers = [r for r in state.all_records() if is_alive(r)]
             assert not leftovers, f"sandbox left processes behind: {leftovers}"
+
+
+@pytest.fixture
+def sandbox(sandbox_state_dir: Path) -> Iterator[SandboxHandle]:
+    yield from _started_sandbox(sandbox_state_dir, "fast")
+
+
+@pytest.fixture
+def render_timed_sandbox(sandbox_state_dir: Path) -> Iterator[SandboxHandle]:
+    """Like `sandbox`, started with `--timing render`: Render's sequence with scaled delays
+    (see koinonia_infra/sandbox/timing.py; `descriptor.sandbox_timing == "render"`)."""
+    yield from _started_sandbox(sandbox_state_dir, "render")

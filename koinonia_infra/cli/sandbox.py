@@ -44,12 +44,18 @@ def up_command(
     instances: int = typer.Option(2, "--instances", "-n", help="Number of API instances."),
     state_dir: Path | None = _STATE_DIR,
     fmt: str = _FORMAT,
+    timing: str = typer.Option(
+        "fast",
+        "--timing",
+        help="fast: suspend, resume and deploys act at once. render: Render's sequence with "
+        "scaled delays (async suspend, resume as a deploy, old instance kept after a deploy).",
+    ),
 ) -> None:
     """Start the sandbox and wait until every part is healthy."""
     from koinonia_infra.sandbox.lifecycle import up
 
     chosen = _check_format(fmt)
-    result = up(state_dir, instances, progress=lambda m: output.info(f"  {m}"))
+    result = up(state_dir, instances, progress=lambda m: output.info(f"  {m}"), timing=timing)
     _render_up(result, chosen)
 
 

@@ -31,6 +31,7 @@ from koinonia_infra.sandbox.state import (
     read_state,
     write_state,
 )
+from koinonia_infra.sandbox.timing import profile as timing_profile
 from koinonia_infra.targets import DESCRIPTOR_FILE, default_sandbox_dir, sandbox_descriptor_path
 
 START_TIMEOUT = 90.0
@@ -79,9 +80,16 @@ def resolve_state_dir(state_dir: Path | None) -> Path:
     return (state_dir or default_sandbox_dir()).expanduser().resolve()
 
 
-def up(state_dir: Path | None, instances: int = 2, progress: Progress | None = None) -> UpResult:
-    """Start a sandbox (or report the running one) and wait until every part is healthy."""
+def up(
+    state_dir: Path | None,
+    instances: int = 2,
+    progress: Progress | None = None,
+    timing: str = "fast",
+) -> UpResult:
+    """Start a sandbox (or report the running one) and wait until every part is healthy.
+    `timing` is the profile of koinonia_infra/sandbox/timing.py ("fast" or "render")."""
     say = progress or (lambda _m: None)
+    timing_profile(timing)  # a UsageError before anything starts
     if not 1 <= instances <= MAX_INSTANCES:
         raise UsageError(f"--instances {instances}: choose between 1 and {MAX_INSTANCES}")
     directory = resolve_state_dir(state_dir)
@@ -113,7 +121,7 @@ def up(state_dir: Path | None, instances: int = 2, progress: Progress | None = N
             proc = subprocess.Popen(
                 [sys.executable, "-m", "koinonia_infra.sandbox.supervisor",
                  "--state-dir", str(directory), "--instances", str(instances),
-                 "--lock-fd", str(lock_fd)],
+                 "--lock-fd", str(lock_fd), "--timing", timing],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                 pass_fds=(lock_fd,), start_new_session=True,
             )  # fmt: skip

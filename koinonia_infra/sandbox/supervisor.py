@@ -51,6 +51,7 @@ from koinonia_infra.sandbox.state import (
     record_for,
     write_state,
 )
+from koinonia_infra.sandbox.timing import TimingProfile, profile
 from koinonia_infra.settings import ApiSettings, EdgeSettings
 from koinonia_infra.targets import sandbox_descriptor_path
 
@@ -85,8 +86,15 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 class Supervisor:
-    def __init__(self, state_dir: Path, numbers: list[int], emit: Emitter) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        numbers: list[int],
+        emit: Emitter,
+        timing: TimingProfile | None = None,
+    ) -> None:
         self.state_dir = state_dir
+        self.timing = timing or profile(None)
         self.numbers = numbers
         self.emit = emit
         self.bins: Binaries = find_binaries()
@@ -460,6 +468,7 @@ class Supervisor:
             key_value_id="red-sandbox",
             render_api_url=self.control_url,
             render_api_key=SecretStr(self.token),
+            sandbox_timing=self.timing.name,
         ).write(sandbox_descriptor_path(self.state_dir), include_key=True)
 
     async def shutdown(self) -> None:
@@ -632,14 +641,14 @@ class Emitter:
         os.close(devnull)
 
 
-async def _main(state_dir: Path, numbers: list[int]) -> int:
+async def _main(state_dir: Path, numbers: list[int], timing: TimingProfile) -> int:
     emit = Emitter()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     try:
-        supervisor = Supervisor(state_dir, numbers, emit)
+        supervisor = Supervisor(state_dir, numbers, emit, timing)
     except KoinoniaError as exc:
         emit.error(exc.message)
         return 1
@@ -671,10 +680,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--lock-fd", type=int, help="inherited flock on supervisor.lock")
+    parser.add_argument("--timing", choices=["fast", "render"], default="fast")
     args = parser.parse_args(argv)
     # The inherited lock fd (args.lock_fd) stays open for the daemon's lifetime, so
     # "running" == "supervisor.lock is held", without trusting PIDs.
-    sys.exit(asyncio.run(_main(args.state_dir.resolve(), list(range(1, args.instances + 1)))))
+    numbers = list(range(1, args.instances + 1))
+    sys.exit(asyncio.run(_main(args.state_dir.resolve(), numbers, profile(args.timing))))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -199,3 +200,21 @@ def test_interrupted_up_stops_what_it_started(sandbox_dir: Path) -> None:
     assert "Traceback" not in stderr
     assert [r for r in seen.values() if is_alive(r)] == []
     assert _processes_mentioning(str(sandbox_dir)) == []
+
+
+@pytest.mark.integration
+def test_up_records_the_timing_profile_in_the_descriptor(sandbox_dir: Path) -> None:
+    bad = cli("sandbox", "up", "--state-dir", sandbox_dir, "--timing", "slow")
+    assert bad.returncode == 2, bad.stderr
+    assert "--timing slow" in bad.stderr + bad.stdout
+    up = cli("sandbox", "up", "--state-dir", sandbox_dir, "--timing", "render", "--format", "json")
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["descriptor"]["sandboxTiming"] == "render"
+    assert load_descriptor(sandbox_dir / "descriptor.json").sandbox_timing == "render"
+
+
+@pytest.mark.integration
+def test_render_timed_sandbox_fixture_runs_the_render_profile(render_timed_sandbox: Any) -> None:
+    assert render_timed_sandbox.descriptor.sandbox_timing == "render"
+    resp = httpx.get(render_timed_sandbox.edge_url + "/health", timeout=5)
+    assert resp.status_code == 200

@@ -1,0 +1,123 @@
+"""The sandbox's timing profiles: how long each step of a suspend, resume and deploy takes.
+
+`fast` (the default) keeps the sandbox quick: suspend and resume act on the process at once and a
+deploy switches instantly. `render` reproduces the SEQUENCE Render follows, with delays scaled
+down so tests stay fast:
+
+- suspend answers 202 and the service stops `suspend_delay_seconds` later (Render documents
+  suspend as asynchronous: `POST /services/{serviceId}/suspend` answers 202 "Service suspended",
+  with no body, in the OpenAPI reference vendored in cloudy-sky-software/pulumi-render,
+  provider/cmd/pulumi-gen-render/openapi_generated.yaml);
+- resume answers 202 and creates a deploy with trigger `service_resumed` (a value of the
+  `deploy.trigger` enum in the same spec) that builds (`build_seconds`) and boots like any
+  deploy, health-gated;
+- a zero-downtime deploy keeps the old instance serving `overlap_seconds` after the new one is
+  live, then SIGTERMs it. Render's docs: "Render waits 60 seconds after the new instance is live
+  before sending SIGTERM to the old instance"
+  (https://render.com/docs/deploys#zero-downtime-deploys); the old instance then gets up to
+  `maxShutdownDelaySeconds` (default 30) before SIGKILL.
+
+`RENDER_REAL` holds Render's own (unscaled) values, so code that waits on a real deployment and
+code that waits on the sandbox derive their deadlines the same way: `profile_for(descriptor)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+TimingName = Literal["fast", "render"]
+TIMING_NAMES: tuple[TimingName, ...] = ("fast", "render")
+
+
+@dataclass(frozen=True)
+class TimingProfile:
+    name: str
+    # From the 202 of POST /suspend until the service's process stops.
+    suspend_delay_seconds: float
+    # Whether POST /resume creates a deploy (Render) or just starts the process again (fast).
+    resume_creates_deploy: bool
+    # A deploy's `build_in_progress` phase.
+    build_seconds: float
+    # How long a new process may take to answer its health check before `update_failed`.
+    health_timeout_seconds: float
+    # The old process keeps serving this long after the new one is live (Render: 60 s).
+    overlap_seconds: float
+    # After SIGTERM, how long the old process may drain before SIGKILL (Render:
+    # maxShutdownDelaySeconds, default 30).
+    shutdown_delay_seconds: float
+
+    @property
+    def suspend_deadline_seconds(self) -> float:
+        """An upper bound from the suspend call until the service has stopped serving."""
+        return self.suspend_delay_seconds + self.shutdown_delay_seconds + 2.0
+
+    @property
+    def deploy_deadline_seconds(self) -> float:
+        """An upper bound from a deploy's creation until it is `live` or `update_failed`."""
+        return self.build_seconds + self.health_timeout_seconds + 2.0
+
+    @property
+    def resume_deadline_seconds(self) -> float:
+        """An upper bound from the resume call until the service serves again."""
+        return self.deploy_deadline_seconds
+
+    @property
+    def switch_deadline_seconds(self) -> float:
+        """An upper bound from a deploy's creation until the OLD process is gone."""
+        return self.deploy_deadline_seconds + self.overlap_seconds + self.shutdown_delay_seconds
+
+
+FAST = TimingProfile(
+    name="fast",
+    suspend_delay_seconds=0.0,
+    resume_creates_deploy=False,
+    build_seconds=0.3,
+    health_timeout_seconds=8.0,
+    overlap_seconds=0.0,
+    shutdown_delay_seconds=2.0,
+)
+
+# Render's sequence at roughly 1/20 of its real durations (60 s overlap -> 3 s).
+RENDER = TimingProfile(
+    name="render",
+    suspend_delay_seconds=1.5,
+    resume_creates_deploy=True,
+    build_seconds=1.5,
+    health_timeout_seconds=8.0,
+    overlap_seconds=3.0,
+    shutdown_delay_seconds=2.0,
+)
+
+# Render itself. Build time depends on the repo; 15 minutes is Render's build timeout for a
+# deploy that never finishes building, health checks fail a deploy after 15 minutes too
+# (https://render.com/docs/deploys, https://render.com/docs/health-checks).
+RENDER_REAL = TimingProfile(
+    name="render-real",
+    suspend_delay_seconds=30.0,
+    resume_creates_deploy=True,
+    build_seconds=900.0,
+    health_timeout_seconds=900.0,
+    overlap_seconds=60.0,
+    shutdown_delay_seconds=30.0,
+)
+
+PROFILES: dict[str, TimingProfile] = {"fast": FAST, "render": RENDER}
+
+
+def profile(name: str | None) -> TimingProfile:
+    """The sandbox profile called `name` (None: the default, fast)."""
+    from koinonia_infra.errors import UsageError
+
+    chosen = PROFILES.get(name or "fast")
+    if chosen is None:
+        raise UsageError(f"--timing {name}: choose {' or '.join(TIMING_NAMES)}")
+    return chosen
+
+
+def profile_for(stack: str | None, sandbox_timing: str | None) -> TimingProfile:
+    """The timings to expect of a deployment: the sandbox's profile for the sandbox, Render's
+    own for anything else."""
+    if stack == "sandbox":
+        return profile(sandbox_timing)
+    return RENDER_REAL
