@@ -511,7 +511,11 @@ def open_stack(
     engine, the backend, the passphrase and the Render key are all there."""
     from pulumi.automation import LocalWorkspaceOptions, create_or_select_stack, select_stack
 
+    from koinonia_infra.pulumi_config import check_stack
+
     project_dir = project_dir or find_project_dir()
+    # The engine would refuse the stack after a slow start; say it first, in its words.
+    check_stack(stack_path(stack, project_dir))
     extra_env = check_environment(stack, project_dir, need_render_key=need_render_key)
     command = pulumi_command()
     # No project_settings / stack_settings here: passing them would rewrite Pulumi.yaml.

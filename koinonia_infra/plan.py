@@ -226,10 +226,13 @@ def build_plan(
 def plan_stack(stack: str, *, prices_file: Path | None = None) -> Plan:
     """Read `Pulumi.<stack>.yaml`, evaluate the program under mocks, price it."""
     from koinonia_infra.project import stack_path
+    from koinonia_infra.pulumi_config import check_stack
 
     path = stack_path(stack)
     config = read_stack_config(path)
     settings = settings_from_config(config, source=str(path))
+    # After our own field-by-field messages: what the engine itself would refuse.
+    check_stack(path)
     prices = load_prices(prices_file)
     missing = [key for key in settings.api.secret_env if key not in config]
     return build_plan(settings, stack=stack, prices=prices, missing_secrets=missing)
