@@ -252,6 +252,19 @@ class VerifySettings(_Model):
     environment: str | None = None
 
 
+class OpsSettings(_Model):
+    """Deadlines of `drill failover` and `rollout` on a real deployment (seconds); None keeps
+    Render's own timing (koinonia_infra/ops/timing.py says where each comes from). Flags override
+    them; the sandbox uses its own profile."""
+
+    suspend_timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    deploy_timeout_seconds: float | None = Field(default=None, gt=0, le=7200)
+    healthy_timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    rejoin_timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    overlap_seconds: float | None = Field(default=None, ge=0, le=600)
+    poll_interval_seconds: float | None = Field(default=None, ge=1, le=60)
+
+
 class Settings(_Model):
     owner_id: str
     region: Region = "oregon"
@@ -260,6 +273,7 @@ class Settings(_Model):
     key_value: KeyValueSettings = Field(default_factory=KeyValueSettings)
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
 
     @field_validator("owner_id")
     @classmethod
@@ -287,6 +301,7 @@ _MODEL_FOR_KEY: dict[str, type[BaseModel]] = {
     "keyValue": KeyValueSettings,
     "edge": EdgeSettings,
     "verify": VerifySettings,
+    "ops": OpsSettings,
 }
 TOP_LEVEL_KEYS = ("ownerId", "region", *_MODEL_FOR_KEY)
 
