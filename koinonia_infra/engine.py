@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import yaml
-
 from koinonia_infra.deploy import ChangePlan, Step, UpdateResult, merge_op
 from koinonia_infra.descriptor import Descriptor, EdgeRef, parse_descriptor
 from koinonia_infra.errors import (
@@ -217,11 +215,15 @@ def install_engine() -> EngineStatus:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    # The same strict reader as the stack file's settings: duplicate keys, hostile nesting.
+    from koinonia_infra.settings import load_yaml_strict
+
+    data = load_yaml_strict(text, source=str(path))
     return data if isinstance(data, dict) else {}
 
 

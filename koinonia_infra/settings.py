@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from koinonia_infra.errors import ConfigError
+from koinonia_infra.textsafe import inert
 
 NAMESPACE = "koinonia"
 
@@ -57,6 +59,14 @@ SECRET_KEY_PATTERNS = ("*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*", "DATABASE_U
 # Set by the program itself; a user value would be silently overridden, so it is refused.
 RESERVED_ENV = ("DATABASE_URL", "REDIS_URL", "PORT", "NODE_ENV", "KOINONIA_INSTANCE")
 RENDER_PUBLIC_PORT = 10000
+# Instance numbers run 1..MAX_INSTANCE. Each is a paid Render web service; the bound keeps a
+# typo (`20` for `2`, or 99999999999999999999) from planning a fleet, keeps `plan` fast, and
+# keeps `<api.name>-<k>` within the 61-character names this tool accepts plus 4 characters.
+MAX_INSTANCE = 100
+# Stack files are a few hundred lines deep at most; anything deeper is hostile or broken, and
+# PyYAML's recursive composer would otherwise end in a RecursionError traceback.
+MAX_YAML_DEPTH = 32
+MAX_STACK_FILE_BYTES = 1_000_000
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HEALTH_PATH = re.compile(r"/[^\s{}\"'#]*")
 
@@ -77,7 +87,8 @@ class _Model(BaseModel):
 
 class ApiSettings(_Model):
     name: str = "koinonia-sms-backend"
-    instances: list[int] = Field(default_factory=lambda: [1, 2])
+    # Strict: YAML's `true` is not instance 1.
+    instances: list[StrictInt] = Field(default_factory=lambda: [1, 2])
     plan: WebPlan = "standard"
     runtime: Runtime = "node"
     repo: str = "https://github.com/koinonia/koinonia-sms-backend"
@@ -102,9 +113,19 @@ class ApiSettings(_Model):
             raise ValueError("at least one instance is required, e.g. [1, 2]")
         if any(n < 1 for n in value):
             raise ValueError("instance numbers start at 1")
+        if any(n > MAX_INSTANCE for n in value):
+            raise ValueError(f"instance numbers run from 1 to {MAX_INSTANCE}")
         dupes = sorted({n for n in value if value.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate instance number(s) {dupes}")
+        return value
+
+    @field_validator("import_ids", mode="before")
+    @classmethod
+    def _import_keys(cls, value: Any) -> Any:
+        # Keys are ints in a stack file and strings in the engine's JSON config; never booleans.
+        if isinstance(value, Mapping) and any(isinstance(k, bool) for k in value):
+            raise ValueError("keys are instance numbers, e.g. {1: srv-…}")
         return value
 
     @field_validator("port")
@@ -399,32 +420,89 @@ def stack_file(stack: str, project_dir: Path) -> Path:
     return project_dir / f"Pulumi.{stack}.yaml"
 
 
-def read_stack_config(path: Path) -> dict[str, Any]:
-    """The `koinonia:` namespace of a stack file, prefix stripped. Other namespaces are ignored."""
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, made as strict as the engine's own: the Pulumi CLI reads
+    `Pulumi.<stack>.yaml` with gopkg.in/yaml.v3 (pulumi/pulumi sdk/go/common/encoding/marshal.go,
+    `yamlMarshaler.Unmarshal`, used by sdk/go/common/workspace/loaders.go), which refuses a
+    repeated mapping key with "line N: mapping key "k" already defined at line M"
+    (yaml.v3 decode.go, `decoder.mapping`). PyYAML keeps the last one silently, so a bad merge
+    could move `region` or drop an instance without anyone seeing it."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.MarkedYAMLError(
+                    problem=f"nested more than {MAX_YAML_DEPTH} levels deep", problem_mark=mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                # As yaml.v3: same kind and same text, so `1:` and `"1":` collide too.
+                key = key_node.value
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise yaml.MarkedYAMLError(
+                        problem=f"mapping key {key_node.value!r} already defined at line "
+                        f"{seen[key]}",
+                        problem_mark=key_node.start_mark,
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_strict(text: str, *, source: str) -> Any:
+    """Parse YAML text the way the Pulumi engine would accept it; ConfigError (one line, naming
+    `source`, line and column) otherwise. Every reader of a stack or project file uses this."""
+    if len(text) > MAX_STACK_FILE_BYTES:
+        raise ConfigError(f"{source}: too large for a stack file ({len(text)} characters)")
+    loader: _StrictLoader | None = None
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        loader = _StrictLoader(text)
+        return loader.get_single_data()
+    except yaml.reader.ReaderError as exc:
+        # A control character (an escape sequence, a NUL) anywhere in the file: PyYAML refuses
+        # it like yaml.v3 does; its own message spans lines.
+        char = exc.character
+        code = char if isinstance(char, int) else ord(str(char)[:1] or "\0")
         raise ConfigError(
-            f"{path}: stack file not found (create it, or pass --stack NAME of an existing one)"
+            f"{source}: not valid YAML: control character U+{code:04X} at position "
+            f"{exc.position} (YAML text cannot hold it)"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read stack file: {exc}") from None
-    try:
-        doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+        raise ConfigError(f"{source}: not valid YAML{at}: {inert(str(problem))}") from None
+    except RecursionError:  # belt and braces: the depth bound should stop it first
+        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def stack_config_of_text(text: str, *, source: str) -> dict[str, Any]:
+    """The `koinonia:` namespace of stack-file text, prefix stripped; other namespaces ignored."""
+    doc = load_yaml_strict(text, source=source)
     if doc is None:
         doc = {}
     if not isinstance(doc, Mapping):
-        raise ConfigError(f"{path}: expected a mapping with a 'config:' section")
+        raise ConfigError(f"{source}: expected a mapping with a 'config:' section")
     config = doc.get("config", {})
     if config is None:
         config = {}
     if not isinstance(config, Mapping):
-        raise ConfigError(f"{path}: 'config' must be a mapping of namespace:key to value")
+        raise ConfigError(f"{source}: 'config' must be a mapping of namespace:key to value")
     result: dict[str, Any] = {}
     for raw_key, value in config.items():
         key = str(raw_key)
@@ -436,6 +514,22 @@ def read_stack_config(path: Path) -> dict[str, Any]:
             continue
         result[name] = SecretValue("[secret]") if _is_secure(value) else value
     return result
+
+
+def read_stack_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: stack file not found (create it, or pass --stack NAME of an existing one)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read stack file: {exc}") from None
+
+
+def read_stack_config(path: Path) -> dict[str, Any]:
+    """The `koinonia:` namespace of a stack file, prefix stripped. Other namespaces are ignored."""
+    return stack_config_of_text(read_stack_text(path), source=str(path))
 
 
 def load_settings(path: Path) -> Settings:

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 from typing import Any
 
 from koinonia_infra.errors import ConfigError
-from koinonia_infra.settings import NAMESPACE, Settings, settings_from_config
+from koinonia_infra.settings import (
+    NAMESPACE,
+    Settings,
+    load_yaml_strict,
+    settings_from_config,
+    stack_config_of_text,
+)
 
 API_KEY = f"{NAMESPACE}:api"
 
@@ -47,6 +52,9 @@ def remove_instance(text: str, number: int, *, source: str = "stack file") -> st
     """`text` with `number` removed from api.instances (and from api.importIds)."""
     from ruamel.yaml.error import YAMLError
 
+    # The strict reader first: duplicate keys and hostile nesting are refused with the same one
+    # line `plan` gives, before ruamel (which raises its own, multi-line errors) sees the text.
+    load_yaml_strict(text, source=source)
     yaml = _yaml(text)
     try:
         doc = yaml.load(text)
@@ -73,12 +81,4 @@ def remove_instance(text: str, number: int, *, source: str = "stack file") -> st
 
 def settings_of_text(text: str, *, source: str) -> Settings:
     """Validate edited stack-file text exactly as the CLI validates the file itself."""
-    import tempfile
-
-    from koinonia_infra.settings import read_stack_config
-
-    with tempfile.TemporaryDirectory() as tmp:
-        scratch = Path(tmp) / "Pulumi.check.yaml"
-        scratch.write_text(text, encoding="utf-8")
-        mapping = read_stack_config(scratch)
-    return settings_from_config(mapping, source=source)
+    return settings_from_config(stack_config_of_text(text, source=source), source=source)
