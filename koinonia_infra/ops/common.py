@@ -228,12 +228,14 @@ class Ending:
 
 
 def run_to_end(body: Callable[[], None]) -> Ending:
-    """Run `body`; Ctrl-C (and SIGTERM, see `sigterm_as_interrupt`) or a project error end it
+    """Run `body`; Ctrl-C (and TERM/HUP/QUIT, see `sigterm_as_interrupt`) or a project error end it
     with a verdict instead of propagating, so the caller's cleanup and report always happen."""
     try:
         body()
-    except KeyboardInterrupt:
-        return Ending("interrupted", "interrupted", EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        # Which signal matters afterwards: a HUP means the operator's terminal is gone.
+        why = f"interrupted by {exc}" if isinstance(exc, SignalInterrupt) else "interrupted"
+        return Ending("interrupted", why, EXIT_INTERRUPTED)
     except KoinoniaError as exc:
         outcome: Outcome = "failed" if isinstance(exc, OperationFailed) else "error"
         return Ending(outcome, exc.message, exc.exit_code)
@@ -286,28 +288,54 @@ def wait_healthy(
 
 # ---- signals -----------------------------------------------------------------------------------
 
+# Every signal that ends the process by default and that someone sends to stop it: Ctrl-C (INT),
+# `kill`/systemd/a cancelled CI job (TERM), a closed terminal or dropped SSH session (HUP, the most
+# likely accident during a drill), Ctrl-\ (QUIT). KILL and STOP cannot be caught; `resume` is the
+# way back from those.
+GRACEFUL_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+    if hasattr(signal, name)
+)
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """A graceful stop signal turned into the interrupt every cleanup path already handles."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt like Ctrl-C, so cleanup paths see one kind of stop."""
+    """TERM, HUP and QUIT raise KeyboardInterrupt like Ctrl-C, so cleanup paths see one kind of
+    stop. A signal already ignored when we start stays ignored: under `nohup` the user asked to
+    outlive the terminal, and Python itself leaves an inherited ignored SIGINT alone."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def _raise(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    def _raise(signum: int, _frame: object) -> None:
+        raise SignalInterrupt(signum)
 
-    previous = signal.signal(signal.SIGTERM, _raise)
+    previous: dict[signal.Signals, Any] = {}
+    for sig in GRACEFUL_SIGNALS:
+        if sig is signal.SIGINT or signal.getsignal(sig) is signal.SIG_IGN:
+            continue
+        previous[sig] = signal.signal(sig, _raise)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
 def deferred_signals(received: list[int]) -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while cleanup runs (a second Ctrl-C must not skip the resume);
-    the signals seen are appended to `received`."""
+    """Hold every graceful stop signal while cleanup runs (a second Ctrl-C, or the HUP that
+    follows a closed terminal, must not skip the resume); the signals seen are appended to
+    `received`."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -315,7 +343,11 @@ def deferred_signals(received: list[int]) -> Iterator[None]:
     def _record(signum: int, _frame: object) -> None:
         received.append(signum)
 
-    previous = {sig: signal.signal(sig, _record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous: dict[signal.Signals, Any] = {}
+    for sig in GRACEFUL_SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue
+        previous[sig] = signal.signal(sig, _record)
     try:
         yield
     finally:

@@ -1,0 +1,76 @@
+"""`resume N`: bring back an instance a drill left suspended (killed, power loss) and wait until
+it serves again. The only other way back is a hand-made API call or the dashboard.
+
+It takes no deployment lock on purpose: resuming only ever adds capacity, and it must work while
+a hung drill still holds the lock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from koinonia_infra.descriptor import Descriptor
+from koinonia_infra.errors import EXIT_FAILED, EXIT_OK
+from koinonia_infra.ops.common import Probe, ReportModel, Sleep, health_url, wait_healthy
+from koinonia_infra.render_api import RenderClient
+
+
+class ResumeReport(ReportModel):
+    kind: Literal["resume"] = "resume"
+    outcome: Literal["passed", "failed"]
+    error: str | None = None
+    exit_code: int = EXIT_OK
+    instance: int
+    service: str
+    service_id: str
+    was_suspended: bool
+    resume_requested: bool
+    healthy: bool
+    health: str
+    seconds_to_healthy: float | None
+
+
+def run_resume(
+    descriptor: Descriptor,
+    client: RenderClient,
+    number: int,
+    *,
+    probe: Probe,
+    timeout: float = 120.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Sleep = time.sleep,
+    on_event: Callable[[str], None] | None = None,
+) -> ResumeReport:
+    """Resume instance `number` if the API says it is suspended, then wait for its /health.
+    An instance that is not suspended is only checked: `resume` is safe to run twice."""
+    say = on_event or (lambda _msg: None)
+    inst = descriptor.instance(number)
+    where = f"api-{number} ({inst.name})"
+    was_suspended = client.get_service(inst.service_id).is_suspended
+    t0 = clock()
+    if was_suspended:
+        client.resume(inst.service_id)
+        say(f"resume {where} requested")
+    else:
+        say(f"{where} is not suspended; checking its /health")
+    # The API accepting the resume says nothing about serving: /health does.
+    health = wait_healthy(probe, health_url(inst.url), timeout=timeout, clock=clock, sleep=sleep)
+    elapsed = round(clock() - t0, 2)
+    if health.ok:
+        say(f"{where} healthy after {elapsed:g}s")
+    error = None if health.ok else f"{where} not healthy {timeout:g}s after resume: {health.detail}"
+    return ResumeReport(
+        outcome="passed" if health.ok else "failed",
+        error=error,
+        exit_code=EXIT_OK if health.ok else EXIT_FAILED,
+        instance=number,
+        service=inst.name,
+        service_id=inst.service_id,
+        was_suspended=was_suspended,
+        resume_requested=was_suspended,
+        healthy=health.ok,
+        health=health.detail,
+        seconds_to_healthy=elapsed if health.ok else None,
+    )
