@@ -128,8 +128,8 @@ def _without(props: Mapping[str, Any], own: Iterable[str]) -> dict[str, Any]:
     return {k: _plain(props[k]) for k in props if k not in skip}
 
 
-def _env_without_label(props: Mapping[str, Any]) -> dict[str, Any]:
-    data = _without(props, ENV_OWN)
+def _env_without_label(props: Mapping[str, Any], own: Iterable[str] = ENV_OWN) -> dict[str, Any]:
+    data = _without(props, own)
     data["envVars"] = sorted(
         ([k, _plain(v)] for k, v in _env_items(props) if k != INSTANCE_LABEL),
         key=lambda kv: str(kv[0]),
@@ -141,7 +141,8 @@ def api_services_identical(args: Any, report_violation: ReportViolation) -> None
     """All API services (and their env vars) are identical except the name and the instance
     label: one spec, N copies."""
     groups = (
-        (WEB_SERVICE, API_SERVICE, lambda p: _without(p, SERVICE_OWN)),
+        # Services carry their env inline too (their first deploy's), label included.
+        (WEB_SERVICE, API_SERVICE, lambda p: _env_without_label(p, SERVICE_OWN)),
         (ENV_VARS, API_ENV, _env_without_label),
     )
     for rtype, pattern, normal in groups:

@@ -1,8 +1,29 @@
 """The API instances: N identical Render web services built by ONE spec function.
 
-Only the name and the instance label differ between instances. Environment variables live in a
-separate `EnvVarsForService` per service: `envVars` is not in Render's PATCH schema, so the
-provider would REPLACE a service (new id, new URL, downtime) to change one variable inline.
+Only the name and the instance label differ between instances.
+
+Environment variables: a service is CREATED with its full environment inline, and the
+`EnvVarsForService` of the service owns every later change. Why both (read in
+cloudy-sky-software/pulumi-render, provider/pkg/provider/provider.go, and its framework
+cloudy-sky-software/pulumi-provider-framework, rest/provider.go):
+
+- Render starts a service's first deploy when `POST /services` creates it (the response carries
+  its `deployId`, see OnPostCreate). That deploy runs with the env given in the POST body
+  (`envVars` is in the `webService` create schema). The provider's OnPostCreate triggers no
+  deploy, and `EnvVarsForService` is created after the service (it needs its id) with a
+  `PUT /services/{id}/env-vars`, which applies only to the NEXT deploy. Without the inline env
+  the first deploy boots with none (no DATABASE_URL, Render's default PORT 10000).
+- `envVars` is not in the PATCH schema (`webServicePatch`), so the provider's Diff (OnDiff,
+  provider/pkg/provider/request.go) REPLACES a service whose inline env changed. Hence
+  `ignore_changes=["envVars"]`: the engine resets the property to its old input before Diff
+  (pulumi/pulumi pkg/resource/deploy/step_generator.go, processIgnoreChanges), and drops it
+  when the old inputs have none (sdk/go/common/resource/properties_path.go, Reset), which is
+  the case of an adopted service: the framework's Read builds its inputs from `GET
+  /services/{id}`, which has no env. So neither a later env change nor an import plans a replace.
+- `EnvVarsForService` is created with the same full set (a PUT replacing the set with itself,
+  no deploy: OnPostCreate triggers none). An UPDATE of it PUTs the set and then the provider
+  triggers a deploy of that service (OnPostUpdate, `POST /services/{id}/deploys`) without
+  waiting for it: `up` therefore applies env updates one instance at a time (deploy.py).
 """
 
 from __future__ import annotations
@@ -50,6 +71,20 @@ def env_vars(items: Mapping[str, pulumi.Input[str]]) -> list[svc.EnvVarInputArgs
     return [svc.EnvVarInputArgs(key=key, value=items[key]) for key in sorted(items)]
 
 
+# The inline env is read by Render only at creation; later changes belong to EnvVarsForService.
+INITIAL_ONLY = ["envVars"]
+
+
+def initial_env_options(*, import_: str | None = None) -> pulumi.ResourceOptions:
+    """Options of a service created with its env inline: env changes never diff (no replace),
+    and the values, secret connection strings among them, stay secret in the state."""
+    return pulumi.ResourceOptions(
+        import_=import_,
+        ignore_changes=INITIAL_ONLY,
+        additional_secret_outputs=INITIAL_ONLY,
+    )
+
+
 def instance_env(
     settings: Settings,
     number: int,
@@ -87,6 +122,7 @@ def api_instance(
     api = settings.api
     name = api.service_name(number)
     logical = logical_name(number)
+    env = instance_env(settings, number, stores, secrets)
     service = svc.WebService(
         logical,
         name=name,
@@ -104,12 +140,14 @@ def api_instance(
             pre_deploy_command=api.pre_deploy_command,
             env_specific_details=_env_specific_details(settings),
         ),
-        opts=pulumi.ResourceOptions(import_=api.import_ids.get(number)),
+        # The first deploy's environment (see the module docstring).
+        env_vars=env_vars(env),
+        opts=initial_env_options(import_=api.import_ids.get(number)),
     )
-    env = svc.EnvVarsForService(
+    env_resource = svc.EnvVarsForService(
         f"{logical}-env",
         service_id=service.id,
-        env_vars=env_vars(instance_env(settings, number, stores, secrets)),
+        env_vars=env_vars(env),
         opts=pulumi.ResourceOptions(depends_on=[stores.postgres, stores.key_value]),
     )
     port = api.port
@@ -117,6 +155,6 @@ def api_instance(
         number=number,
         name=name,
         service=service,
-        env=env,
+        env=env_resource,
         private_address=service.slug.apply(lambda slug: private_address(str(slug), port)),
     )

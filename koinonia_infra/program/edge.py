@@ -1,7 +1,8 @@
 """The edge: a Render web service running the pinned Caddy image in front of the instances.
 
-The Caddyfile travels as an environment variable of the edge's `EnvVarsForService` (changing it
-must not replace the edge, see api.py), and the container's command writes it to a file before
+The Caddyfile travels as an environment variable: inline at creation, so the edge's first deploy
+boots with it, and in the edge's `EnvVarsForService` for every later change (which must not
+replace the edge; see api.py for why both). The container's command writes it to a file before
 starting Caddy. Its upstreams are exactly the declared instances, so removing an instance from the
 settings removes it from the edge in the same update.
 """
@@ -16,7 +17,7 @@ import pulumi
 import pulumi_render as render
 
 from koinonia_infra.caddy import EDGE_SELF_HEALTH_PATH, render_caddyfile
-from koinonia_infra.program.api import ApiInstance, env_vars
+from koinonia_infra.program.api import ApiInstance, env_vars, initial_env_options
 from koinonia_infra.settings import Settings
 
 svc = render.services
@@ -45,6 +46,7 @@ def edge(settings: Settings, instances: Sequence[ApiInstance]) -> Edge:
             [str(u) for u in upstreams], conf, health_path=health_path
         )
     )
+    edge_env: dict[str, pulumi.Input[str]] = {CADDYFILE_ENV: caddyfile}
     service = svc.WebService(
         EDGE,
         name=conf.name,
@@ -61,10 +63,13 @@ def edge(settings: Settings, instances: Sequence[ApiInstance]) -> Edge:
             health_check_path=EDGE_SELF_HEALTH_PATH,
             env_specific_details=svc.EnvSpecificDetailsCreateArgs(docker_command=DOCKER_COMMAND),
         ),
+        # Without it the first deploy would write an empty Caddyfile (see api.py).
+        env_vars=env_vars(edge_env),
+        opts=initial_env_options(),
     )
     env = svc.EnvVarsForService(
         f"{EDGE}-env",
         service_id=service.id,
-        env_vars=env_vars({CADDYFILE_ENV: caddyfile}),
+        env_vars=env_vars(edge_env),
     )
     return Edge(service=service, env=env, caddyfile=caddyfile)

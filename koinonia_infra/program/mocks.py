@@ -62,6 +62,7 @@ class Registration:
     import_id: str | None
     ignore_changes: tuple[str, ...]
     id: str
+    additional_secret_outputs: tuple[str, ...] = ()
 
     @property
     def render_name(self) -> str | None:
@@ -201,6 +202,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             import_id=request.importId or None,
             ignore_changes=tuple(request.ignoreChanges),
             id=response.id,
+            additional_secret_outputs=tuple(request.additionalSecretOutputs),
         )
         with self._lock:
             if request.name in self.registrations:

@@ -155,6 +155,26 @@ def test_api_services_identical_except_name_and_label() -> None:
     assert _stack(resources) == []
 
 
+def test_services_created_with_their_env_inline_differ_only_in_the_label() -> None:
+    # The program creates each service with its full env inline (its first deploy needs it).
+    resources = [
+        (WEB, "api-1", {**_service("koinonia-sms-backend"), "envVars": _env(1)["envVars"]}),
+        (WEB, "api-2", {**_service("koinonia-sms-backend-2"), "envVars": _env(2)["envVars"]}),
+        (ENV, "api-1-env", _env(1)),
+        (ENV, "api-2-env", _env(2)),
+    ]
+    assert _stack(resources) == []
+    resources[1] = (
+        WEB,
+        "api-2",
+        {**_service("koinonia-sms-backend-2"), "envVars": _env(2, LOG_LEVEL="x")["envVars"]},
+    )
+    assert [message for message, _ in _stack(resources)] == [
+        "api-2 differs from api-1 in envVars; API services must be identical except name and "
+        "instance label"
+    ]
+
+
 def test_api_services_differing_in_spec_are_reported() -> None:
     resources = [
         (WEB, "api-1", _service("koinonia-sms-backend")),
