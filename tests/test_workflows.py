@@ -273,8 +273,8 @@ def test_ci_runs_make_test_on_every_supported_python_with_the_sandbox_binaries()
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     minimum = re.search(r'requires-python = ">=3\.(\d+)"', pyproject)
     assert minimum is not None
-    (_, job), *others = jobs("ci")
-    assert not others
+    job = load("ci")["jobs"]["test"]
+    assert set(load("ci")["jobs"]) == {"test", "engine-preview"}
     pythons = job["strategy"]["matrix"]["python"]
     assert pythons[0] == f"3.{minimum[1]}"
     assert {"3.11", "3.12", "3.13"} <= set(pythons)
@@ -288,7 +288,7 @@ def test_ci_runs_make_test_on_every_supported_python_with_the_sandbox_binaries()
 
 def test_the_docs_name_the_status_checks_ci_really_reports() -> None:
     """Branch protection requires checks by name: a renamed job would block every merge."""
-    (_, job), *_ = jobs("ci")
+    job = load("ci")["jobs"]["test"]
     doc = (ROOT / "docs" / "ci-cd.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"`(make test \(Python [\d.]+\))`", doc))
     names = {
@@ -298,7 +298,7 @@ def test_the_docs_name_the_status_checks_ci_really_reports() -> None:
 
 
 def test_ci_runs_the_real_engine_tests_with_the_pinned_cli_and_no_skip() -> None:
-    (_, job), *_ = jobs("ci")
+    job = load("ci")["jobs"]["test"]
     install = [
         i for i, s in enumerate(steps(job)) if str(s.get("uses", "")).startswith("pulumi/actions@")
     ]
@@ -306,6 +306,42 @@ def test_ci_runs_the_real_engine_tests_with_the_pinned_cli_and_no_skip() -> None
     assert len(install) == 1
     assert install[0] < make_test
     assert steps(job)[make_test]["env"]["KOINONIA_REQUIRE_ENGINE"] == "1"
+
+
+def test_ci_previews_this_project_with_the_real_engine_installed_as_deploy_installs_it() -> None:
+    job = load("ci")["jobs"]["engine-preview"]
+    deploy_job = load("deploy")["jobs"]["deploy"]
+    install = steps(job)[step_index(job, r"pip install")]["run"]
+    deploy_install = steps(deploy_job)[step_index(deploy_job, r"pip install")]["run"]
+    pip = re.compile(r"pip install [^\n]+")
+    assert pip.findall(install) == pip.findall(deploy_install)
+    engine = [
+        i for i, s in enumerate(steps(job)) if str(s.get("uses", "")).startswith("pulumi/actions@")
+    ]
+    preview = step_index(job, r"^scripts/engine-preview\.sh prod$")
+    assert len(engine) == 1
+    assert step_index(job, r"pip install") < preview
+    assert engine[0] < preview
+    # No real credential reaches it: the backend is a throwaway file backend.
+    assert "secrets." not in json.dumps(job)
+
+
+def test_the_engine_preview_script_uses_a_throwaway_backend_and_keeps_secrets_off_argv() -> None:
+    script = (ROOT / "scripts" / "engine-preview.sh").read_text(encoding="utf-8")
+    assert 'PULUMI_BACKEND_URL="file://$state"' in script
+    assert "trap 'rm -rf" in script
+    # Secret placeholders go to `pulumi config set` through stdin, never as an argument.
+    config_set = [line for line in script.splitlines() if "config set" in line]
+    assert config_set
+    assert all(line.lstrip().startswith("printf") and "| pulumi config set" in line
+               for line in config_set)  # fmt: skip
+    assert "koinonia-infra preview --stack" in script
+    assert (ROOT / "policy" / "PulumiPolicy.yaml").is_file()
+    # What cannot run without Render is named in the job's output.
+    assert "Not run here, because each needs a Render account" in script
+    result = subprocess.run(["bash", "-n", str(ROOT / "scripts" / "engine-preview.sh")],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_real_engine_test_fails_instead_of_skipping_when_ci_requires_it(
