@@ -34,6 +34,7 @@ ENTRY_POINTS = (ROOT / "stacks" / "__main__.py", ROOT / "policy" / "__main__.py"
 # Commands that start the engine on the project (and so load the program and the policy pack).
 ENGINE_COMMANDS = re.compile(r"koinonia-infra\s+(preview|up|destroy-instance)\b|engine-preview")
 PIP_INSTALL = re.compile(r"pip install ([^\n]+)")
+OWN_MODULES = ("koinonia_infra.policy_rules", "koinonia_infra.program")
 COPY_IGNORE = (".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis")
 
 
@@ -150,7 +151,7 @@ def test_the_policy_pack_and_the_program_import_third_party_modules() -> None:
     assert {"pulumi", "pulumi_render", "pulumi_policy", "pydantic"} <= set(modules)
 
 
-@pytest.mark.parametrize(("workflow", "job", "specs"), engine_jobs(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("workflow", "job", "specs"), engine_jobs(), ids=str)
 def test_each_engine_job_installs_what_the_program_and_the_policy_pack_import(
     workflow: str, job: str, specs: list[str]
 ) -> None:
@@ -197,7 +198,7 @@ def test_a_clean_venv_from_the_workflow_install_imports_the_program_and_the_pack
     # Importing policy/__main__.py itself would start the analyzer server and block.
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
     probe = subprocess.run(
-        [str(python), "-c", code, *modules, "koinonia_infra.policy_rules", "koinonia_infra.program"],
+        [str(python), "-c", code, *modules, *OWN_MODULES],
         cwd=tmp_path,
         capture_output=True,
         text=True,
