@@ -89,6 +89,25 @@ def _client(descriptor: Descriptor, api_url: str | None, *, required: str | None
     return client
 
 
+def _confirm(yes: bool, question: str, *, what: str) -> None:
+    """Ask before an operation that takes production capacity away; default No. Without a
+    terminal nobody can answer, so `--yes` is required (a usage error, not a silent yes)."""
+    if yes:
+        return
+    if not output.interactive:
+        raise UsageError(f"{what}: pass --yes to run it without a prompt")
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(1)
+
+
+def _flags(
+    stack: str | None, outputs: Path | None, target: str | None, state_dir: Path | None
+) -> str:
+    from koinonia_infra.ops.guard import target_flags
+
+    return target_flags(stack=stack, outputs=outputs, target=target, state_dir=state_dir)
+
+
 def _check_report_path(path: Path | None) -> None:
     """Fail before the operation runs, not after, when its report could not be written."""
     if path is not None and (path.is_dir() or not path.parent.is_dir()):
@@ -160,6 +179,17 @@ def status(
         output.json(report.to_json())
     else:
         output.out.print(report.table())
+    _warn_suspended(
+        [(int(s.role[4:]), s.name) for s in report.services if s.suspended and s.role != "edge"],
+        _flags(stack, outputs, target, state_dir),
+    )
+
+
+def _warn_suspended(suspended: list[tuple[int, str]], flags: str) -> None:
+    from koinonia_infra.ops.guard import suspended_hints
+
+    for hint in suspended_hints(suspended, flags):
+        output.warning(hint)
 
 
 drill_app = typer.Typer(help="Rehearse failures against the live deployment.", no_args_is_help=True)
@@ -188,24 +218,20 @@ def drill_failover(
     """
     from koinonia_infra.ops.common import SteadyRun, probe_health, sigterm_as_interrupt
     from koinonia_infra.ops.drill import run_failover_drill
+    from koinonia_infra.ops.guard import deployment_lock
     from koinonia_infra.ops.render import drill_markdown, drill_renderable
 
     _check_report_path(report_file)
     descriptor = _descriptor(stack, outputs, target, state_dir)
     inst = descriptor.instance(instance)
     client = _client(descriptor, render_api_url, required="drill failover")
-    if not yes:
-        if not output.interactive:
-            raise UsageError(
-                f"drill failover suspends api-{instance} ({inst.name}): pass --yes to run it "
-                "without a prompt"
-            )
-        if not typer.confirm(
-            f"Suspend api-{instance} ({inst.name}) for {duration:g}s under {rate:g} req/s?",
-            default=False,
-        ):
-            raise typer.Exit(1)
-    with sigterm_as_interrupt(), client:
+    _confirm(
+        yes,
+        f"Suspend api-{instance} ({inst.name}) for {duration:g}s under {rate:g} req/s?",
+        what=f"drill failover suspends api-{instance} ({inst.name})",
+    )
+    lock = deployment_lock(descriptor, f"drill failover --instance {instance}")
+    with sigterm_as_interrupt(), client, lock:
         report = run_failover_drill(
             descriptor,
             client,
@@ -215,8 +241,14 @@ def drill_failover(
             start_traffic=SteadyRun,
             probe=probe_health,
             on_event=output.info,
+            resume_flags=_flags(stack, outputs, target, state_dir),
         )
-    resumed = "resumed" if report.resumed else "NOT resumed: resume it by hand"
+    resumed = (
+        "resumed"
+        if report.resumed
+        else f"NOT resumed: run `koinonia-infra resume {instance}"
+        f"{_flags(stack, outputs, target, state_dir)}`"
+    )
     _emit(
         report,
         fmt,
@@ -246,12 +278,14 @@ def rollout(
     render_api_url: ApiUrlOpt = None,
     fmt: FormatOpt = Format.table,
     report_file: ReportOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Redeploy one instance at a time, health-gated, under measured steady traffic.
 
     A failed deploy stops the rollout (exit 1); the remaining instances stay untouched.
     """
     from koinonia_infra.ops.common import SteadyRun, probe_health, sigterm_as_interrupt
+    from koinonia_infra.ops.guard import deployment_lock
     from koinonia_infra.ops.render import rollout_markdown, rollout_renderable
     from koinonia_infra.ops.rollout import parse_order, run_rollout
 
@@ -259,11 +293,17 @@ def rollout(
     descriptor = _descriptor(stack, outputs, target, state_dir)
     sequence = parse_order(order, descriptor)
     client = _client(descriptor, render_api_url, required="rollout")
+    names = ", ".join(f"api-{n}" for n in sequence)
+    _confirm(
+        yes,
+        f"Redeploy {names} one at a time under {rate:g} req/s?",
+        what=f"rollout redeploys {names}",
+    )
 
     def refresh() -> Descriptor:
         return _descriptor(stack, outputs, target, state_dir)
 
-    with sigterm_as_interrupt(), client:
+    with sigterm_as_interrupt(), client, deployment_lock(descriptor, "rollout"):
         report = run_rollout(
             descriptor,
             client,
@@ -274,8 +314,52 @@ def rollout(
             deploy_timeout=timeout,
             on_event=output.info,
             refresh=refresh if target is not None or outputs is not None else None,
+            resume_flags=_flags(stack, outputs, target, state_dir),
         )
     _emit(report, fmt, report_file, rollout_markdown(report), rollout_renderable(report))
+
+
+def resume(
+    number: Annotated[int, typer.Argument(metavar="N", help="The instance number to resume.")],
+    *,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=1, help="Seconds to wait until its /health answers ok."),
+    ] = 120.0,
+    stack: StackOpt = None,
+    outputs: OutputsOpt = None,
+    target: TargetOpt = None,
+    state_dir: StateDirOpt = None,
+    render_api_url: ApiUrlOpt = None,
+    fmt: Annotated[StatusFormat, typer.Option("--format", help="table or json.")] = (
+        StatusFormat.table
+    ),
+) -> None:
+    """Resume instance N (e.g. left suspended by a killed drill) and wait until it is healthy.
+
+    Safe to run twice: an instance that is not suspended is only checked. Exit 0 healthy again,
+    1 not healthy within --timeout, 2 usage, 3 Render API refused or unreachable.
+    """
+    from koinonia_infra.ops.common import probe_health
+    from koinonia_infra.ops.resume import run_resume
+
+    descriptor = _descriptor(stack, outputs, target, state_dir)
+    descriptor.instance(number)
+    client = _client(descriptor, render_api_url, required="resume")
+    with client:
+        report = run_resume(
+            descriptor, client, number, probe=probe_health, timeout=timeout, on_event=output.info
+        )
+    if fmt is StatusFormat.json:
+        output.json(report.to_json())
+    elif report.healthy:
+        output.success(
+            f"api-{number} ({report.service}) "
+            f"{'resumed and ' if report.resume_requested else ''}healthy"
+        )
+    if report.exit_code:
+        output.error(report.error or report.outcome)
+        raise typer.Exit(report.exit_code)
 
 
 def register(app: typer.Typer) -> None:
@@ -283,3 +367,4 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.add_typer(drill_app, name="drill")
     app.command("rollout")(rollout)
+    app.command("resume")(resume)

@@ -7,6 +7,7 @@ edge sends it traffic again. K is resumed on every path out (error, Ctrl-C, SIGT
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -35,6 +36,7 @@ from koinonia_infra.ops.common import (
     wait_healthy,
     wait_until,
 )
+from koinonia_infra.ops.guard import WATCH_INTERVAL_SECONDS, Guard, resume_hint
 from koinonia_infra.render_api import RenderClient
 from koinonia_infra.traffic import Sample
 
@@ -76,8 +78,10 @@ class _Drill:
         probe: Probe,
         sleep: Sleep,
         on_event: Callable[[str], None] | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.descriptor = descriptor
+        self.guard = guard
         self.client = client
         self.target = target
         self.traffic = traffic
@@ -99,7 +103,10 @@ class _Drill:
         at = round(self.traffic.now() - self.t0, 3)
         self.timeline.append(TimelineEvent(at=at, event=event))
         if self.on_event is not None:
-            self.on_event(f"{at:6.2f}s  {event}")
+            # The terminal is gone (SIGHUP, dropped SSH): the timeline still has the event,
+            # and the resume must not be skipped for a line nobody can read.
+            with contextlib.suppress(OSError):
+                self.on_event(f"{at:6.2f}s  {event}")
 
     def run(
         self,
@@ -114,6 +121,10 @@ class _Drill:
         self.sleep(settle)
         self.note("baseline measured")
 
+        if self.guard is not None:
+            # Right before the suspend, not only in the preflight: another drill, rollout or
+            # operator may have taken another instance down during the baseline.
+            self.guard.require(f"suspend api-{k}", exclude=k)
         self.suspend_requested = True
         self.t_suspend = t_suspend = clock()
         self.client.suspend(sid)
@@ -222,7 +233,7 @@ class _Drill:
 
 
 def _preflight(
-    descriptor: Descriptor, client: RenderClient, number: int, probe: Probe
+    descriptor: Descriptor, client: RenderClient, number: int, probe: Probe, flags: str = ""
 ) -> InstanceRef:
     target = descriptor.instance(number)
     if len(descriptor.instances) < 2:
@@ -241,7 +252,8 @@ def _preflight(
         raise OperationFailed(f"refusing the failover drill: {why}", lines=lines)
     if client.get_service(target.service_id).is_suspended:
         raise OperationFailed(
-            f"refusing the failover drill: api-{number} ({target.service_id}) is already suspended"
+            f"refusing the failover drill: api-{number} ({target.service_id}) is already suspended",
+            lines=[resume_hint(number, target.name, flags)],
         )
     return target
 
@@ -260,12 +272,31 @@ def run_failover_drill(
     drain_timeout: float = 30.0,
     rejoin_timeout: float = 60.0,
     on_event: Callable[[str], None] | None = None,
+    resume_flags: str = "",
+    watch_interval: float = WATCH_INTERVAL_SECONDS,
 ) -> DrillReport:
-    """Run the drill; preflight refusals raise, anything after traffic starts ends in a report."""
-    target = _preflight(descriptor, client, instance, probe)
+    """Run the drill; preflight refusals raise, anything after traffic starts ends in a report.
+    `resume_flags` name the deployment in the `resume` command suggested to the user."""
+    target = _preflight(descriptor, client, instance, probe, resume_flags)
+    guard = Guard(descriptor, client, probe, flags=resume_flags, interval=watch_interval)
+    guard.require(f"suspend api-{instance}", exclude=instance)
     traffic = start_traffic(descriptor.edge_url, rate)
     drill = _Drill(
-        descriptor, client, target, traffic=traffic, probe=probe, sleep=sleep, on_event=on_event
+        descriptor,
+        client,
+        target,
+        traffic=traffic,
+        probe=probe,
+        sleep=sleep,
+        on_event=on_event,
+        guard=guard,
+    )
+    # While K is down, every wait of the drill also watches the others (see ops/guard.py).
+    drill.sleep = guard.watching(
+        sleep,
+        clock=traffic.now,
+        number=instance,
+        active=lambda: drill.suspend_requested and not drill.resumed,
     )
     signals: list[int] = []
     try:
@@ -284,6 +315,7 @@ def run_failover_drill(
     finally:
         # Reached on every path, even an exception run_to_end does not turn into a verdict.
         with deferred_signals(signals):
+            drill.sleep = sleep  # the cleanup must not abort on what the watch sees
             drill.ensure_resumed()
             totals = traffic.stop()
     if signals and ending.outcome == "passed":

@@ -31,6 +31,7 @@ from koinonia_infra.ops.common import (
     wait_healthy,
     wait_until,
 )
+from koinonia_infra.ops.guard import Guard
 from koinonia_infra.render_api import Deploy, RenderClient
 
 StepOutcome = Literal["done", "failed", "interrupted", "untouched"]
@@ -111,11 +112,17 @@ class _Rollout:
         self.say = say
         self.attribute = Attributor(descriptor)
         self.current: RolloutStep | None = None
+        self.guard: Guard | None = None
 
     def redeploy(self, step: RolloutStep) -> None:
         """Deploy one instance and wait until the edge routes to it again; raise on failure."""
         n, sid, clock = step.instance, step.service_id, self.traffic.now
         where = f"api-{n} ({step.service})"
+        if self.guard is not None:
+            # Right before each deploy: a drill or an operator may have taken another instance
+            # down since the preflight (see ops/guard.py).
+            self.guard.descriptor = self.descriptor
+            self.guard.require(f"deploy api-{n}", exclude=n)
         t0 = clock()
         deploy = self.client.trigger_deploy(sid)
         step.deploy, step.deploy_status = deploy.id, deploy.status
@@ -185,8 +192,13 @@ def run_rollout(
     sleep: Sleep = time.sleep,
     refresh: Callable[[], Descriptor] | None = None,
     on_event: Callable[[str], None] | None = None,
+    resume_flags: str = "",
 ) -> RolloutReport:
-    """Preflight refusals raise; once traffic has started every path ends in a report."""
+    """Preflight refusals raise; once traffic has started every path ends in a report.
+    `resume_flags` name the deployment in the `resume` command suggested to the user."""
+    guard = Guard(descriptor, client, probe, flags=resume_flags)
+    # Suspended or deploying instances first: those refusals say how to bring them back.
+    guard.require("roll out", exclude=None, health=False)
     _preflight(descriptor, probe)
     steps = [
         RolloutStep(
@@ -211,6 +223,7 @@ def run_rollout(
         refresh=refresh,
         say=on_event or (lambda _msg: None),
     )
+    rollout.guard = guard
 
     def run() -> None:
         sleep(settle)

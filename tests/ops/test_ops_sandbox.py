@@ -171,7 +171,7 @@ def test_rollout_redeploys_every_instance_without_failed_requests(sandbox: Any) 
     before = {
         i.number: latest_deploy(sandbox, i.service_id)["id"] for i in sandbox.descriptor.instances
     }
-    result = invoke(["rollout", *target(sandbox), "--order", "2,1", "--format", "json"])
+    result = invoke(["rollout", *target(sandbox), "--order", "2,1", "--format", "json", "--yes"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["failedRequests"] == 0, data["errors"]
@@ -195,7 +195,7 @@ def test_a_deploy_that_never_gets_healthy_stops_the_rollout(sandbox: Any) -> Non
         timeout=5,
     )
     response.raise_for_status()
-    result = invoke(["rollout", *target(sandbox), "--order", "2,1", "--format", "json"])
+    result = invoke(["rollout", *target(sandbox), "--order", "2,1", "--format", "json", "--yes"])
     assert result.exit_code == 1, result.output
     assert "api-2 (koinonia-sms-backend-2)" in result.stderr
     assert "update_failed" in result.stderr
