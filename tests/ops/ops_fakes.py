@@ -38,6 +38,8 @@ class FakeInstance:
     deploys: list[dict[str, Any]] = field(default_factory=list)
     # Scheduled state changes: (time, up)
     pending: list[tuple[float, bool]] = field(default_factory=list)
+    # When the API starts reporting the suspend (Render suspends asynchronously after its 202).
+    suspended_from: float = 0.0
 
 
 class World:
@@ -46,6 +48,13 @@ class World:
         self.rate = rate
         self.drain_delay = 0.3  # suspend → the edge stops routing to it
         self.rejoin_delay = 0.8  # resume → healthy and routed again
+        # Render's sequence (ops/timing.py): the API reports a suspend this long after its 202...
+        self.suspend_report_delay = 0.0
+        # ...and a resume is a deploy (trigger `service_resumed`) that is live this long after
+        # the call, the instance serving from then on. None: the resume just starts the process.
+        self.resume_deploy_seconds: float | None = None
+        self.resume_deploy_status = "live"  # or "update_failed"
+        self.resume_deploy_listed = True  # False: the resume's deploy never shows up
         self.deploy_steps = ["build_in_progress", "update_in_progress", "live"]
         self.fail_deploy_of: set[int] = set()
         self.never_rejoin: set[int] = set()
@@ -158,18 +167,39 @@ class World:
                     "id": inst.service_id,
                     "name": f"svc-{inst.number}",
                     "slug": f"svc-{inst.number}",
-                    "suspended": "suspended" if inst.suspended else "not_suspended",
+                    "suspended": (
+                        "suspended"
+                        if inst.suspended and self.t >= inst.suspended_from
+                        else "not_suspended"
+                    ),
                     "serviceDetails": {"url": f"http://api-{inst.number}.test"},
                 },
             )
         if rest == "suspend":
             inst.suspended = True
+            inst.suspended_from = self.t + self.suspend_report_delay
             inst.pending.append((self.t + self.drain_delay, False))
             return httpx.Response(202)
         if rest == "resume":
             inst.suspended = False
-            if inst.number not in self.never_rejoin:
-                inst.pending.append((self.t + self.rejoin_delay, True))
+            if self.resume_deploy_seconds is None:
+                if inst.number not in self.never_rejoin:
+                    inst.pending.append((self.t + self.rejoin_delay, True))
+                return httpx.Response(202)
+            live_at = self.t + self.resume_deploy_seconds
+            if self.resume_deploy_listed:
+                inst.deploys.insert(
+                    0,
+                    {
+                        "id": f"dep-{inst.number}-{len(inst.deploys)}",
+                        "status": "build_in_progress",
+                        "trigger": "service_resumed",
+                        "_live_at": live_at,
+                        "_ends": self.resume_deploy_status,
+                    },
+                )
+            if self.resume_deploy_status == "live" and inst.number not in self.never_rejoin:
+                inst.pending.append((live_at, True))
             return httpx.Response(202)
         if rest == "deploys" and request.method == "POST":
             dep: dict[str, Any] = {
@@ -181,11 +211,15 @@ class World:
             return httpx.Response(201, json=_public(dep))
         if rest == "deploys":
             return httpx.Response(
-                200, json=[{"cursor": d["id"], "deploy": _public(d)} for d in inst.deploys[:1]]
+                200,
+                json=[
+                    {"cursor": d["id"], "deploy": _public(_timed(d, self.t))}
+                    for d in inst.deploys[:1]
+                ],
             )
         if rest.startswith("deploys/"):
-            dep = next(d for d in inst.deploys if d["id"] == rest.split("/")[1])
-            if dep["status"] not in ("live", "update_failed"):
+            dep = _timed(next(d for d in inst.deploys if d["id"] == rest.split("/")[1]), self.t)
+            if "_live_at" not in dep and dep["status"] not in ("live", "update_failed"):
                 polls = dep["_polls"]
                 dep["_polls"] = polls + 1
                 steps = self.deploy_steps
@@ -228,3 +262,10 @@ class World:
 
 def _public(dep: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dep.items() if not k.startswith("_")}
+
+
+def _timed(dep: dict[str, Any], now: float) -> dict[str, Any]:
+    """A deploy that moves on the clock (the resume's): in progress until its time, then ended."""
+    if "_live_at" in dep:
+        dep["status"] = dep["_ends"] if now >= dep["_live_at"] else "build_in_progress"
+    return dep

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -12,10 +13,18 @@ from koinonia_infra.errors import OperationFailed
 from koinonia_infra.ops.common import deferred_signals, sigterm_as_interrupt
 from koinonia_infra.ops.drill import DrillReport, run_failover_drill
 from koinonia_infra.ops.render import drill_markdown
+from koinonia_infra.ops.timing import sandbox_timing, timing_for
 
 
 def drill(world: World, **kwargs: object) -> DrillReport:
-    options: dict[str, object] = {"instance": 1, "duration": 2.0, "rate": 200.0, "settle": 0.5}
+    # The default world starts a resumed instance at once, like the fast sandbox.
+    options: dict[str, object] = {
+        "instance": 1,
+        "duration": 2.0,
+        "rate": 200.0,
+        "settle": 0.5,
+        "timing": sandbox_timing("fast"),
+    }
     options.update(kwargs)
     return run_failover_drill(
         world.descriptor(),
@@ -109,23 +118,24 @@ def test_api_error_after_suspend_still_resumes() -> None:
 def test_instance_that_never_rejoins_fails_but_is_resumed() -> None:
     world = World()
     world.never_rejoin.add(1)
-    report = drill(world, rejoin_timeout=3.0)
+    timing = replace(sandbox_timing("fast"), healthy_timeout_seconds=3.0)
+    report = drill(world, timing=timing)
     assert report.outcome == "failed"
     assert report.exit_code == 1
     assert report.resumed is True
     assert report.seconds_to_rejoin is None
     assert report.error is not None
-    assert "not healthy 3s after resume" in report.error
+    assert "not healthy 3s after its resume (sandbox (fast) timing)" in report.error
 
 
 def test_instance_that_never_drains_times_out_and_is_resumed() -> None:
     world = World()
     world.drain_delay = 1000.0  # the edge keeps routing to the suspended instance
-    report = drill(world, drain_timeout=2.0)
+    report = drill(world, timing=replace(sandbox_timing("fast"), drain_timeout_seconds=2.0))
     assert report.outcome == "failed"
     assert report.exit_code == 1
     assert report.error is not None
-    assert "api-1 (svc-1) still received traffic 2s after it was suspended" in report.error
+    assert "api-1 (svc-1) still received traffic 2s after the API reported it" in report.error
     assert report.resumed is True
     assert report.seconds_until_drained is None
     assert api_calls(world)[-1] == "POST /v1/services/srv-1/resume"
@@ -185,3 +195,83 @@ def test_sigterm_interrupts_like_ctrl_c_and_is_held_during_cleanup() -> None:
         signal.raise_signal(signal.SIGINT)
     assert held == [signal.SIGTERM, signal.SIGINT]
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+# ---- Render's sequence, at Render's own timings (the fake clock makes minutes instant) ----------
+
+
+def render_world() -> World:
+    """Render as its sources describe it (ops/timing.py): the suspend answers 202 and is reported
+    20 s later; the resume is a deploy (trigger `service_resumed`) live 3 minutes later."""
+    world = World(rate=20.0)
+    world.suspend_report_delay = 20.0
+    world.resume_deploy_seconds = 180.0
+    return world
+
+
+def render_drill(world: World, **kwargs: object) -> DrillReport:
+    # No sandbox in the descriptor: the deadlines are Render's.
+    return drill(world, timing=timing_for(world.descriptor()), rate=20.0, **kwargs)
+
+
+def test_drill_waits_on_renders_asynchronous_suspend_and_resume_deploy() -> None:
+    world = render_world()
+    report = render_drill(world)
+    assert report.outcome == "passed", report.error
+    assert report.failed_requests == 0
+    assert report.timing["target"] == "render"
+    # Polled every 5 s (Render's pace) until reported: 20 s after the call, seen by 25 s.
+    assert report.seconds_to_suspended is not None
+    assert 20.0 <= report.seconds_to_suspended <= 25.5
+    suspended = next(c for c in report.checks if c.name == "api-1 suspended via the API")
+    assert suspended.passed is True
+    assert suspended.measured.startswith("suspended ")
+    # The resume's deploy was followed to live, and the rejoin measured after it.
+    assert report.resume_deploy == "dep-1-1"
+    assert report.seconds_to_resume_live is not None
+    assert 180.0 <= report.seconds_to_resume_live <= 184.0
+    assert report.seconds_to_rejoin is not None
+    assert report.seconds_to_rejoin >= 180.0
+    rejoin = next(c for c in report.checks if "receiving traffic again" in c.name)
+    assert rejoin.passed is True
+    events = [e.event for e in report.timeline]
+    assert "API reports api-1 suspended" in events
+    assert any(e.startswith("api-1 resume deploy dep-1-1 live after 18") for e in events)
+    # K stayed out for the requested duration counted from the suspend taking effect.
+    assert report.served_by_while_suspended.get("api-1", 0) == 0
+
+
+def test_a_resume_whose_deploy_is_never_listed_fails_within_renders_bound() -> None:
+    world = render_world()
+    world.resume_deploy_listed = False
+    report = render_drill(world)
+    assert report.outcome == "failed"
+    assert report.exit_code == 1
+    assert report.error == (
+        "no deploy of api-1 (svc-1) was listed within 60s of its resume "
+        "(render timing: a resume is a deploy there)"
+    )
+    assert report.resumed is True
+
+
+def test_a_failed_resume_deploy_fails_the_drill_naming_it() -> None:
+    world = render_world()
+    world.resume_deploy_status = "update_failed"
+    report = render_drill(world)
+    assert report.outcome == "failed"
+    assert report.error == "api-1 (svc-1): resume deploy dep-1-1 update_failed"
+    assert report.seconds_to_rejoin is None
+
+
+def test_a_suspend_never_reported_stops_at_the_targets_deadline_and_resumes() -> None:
+    world = render_world()
+    world.suspend_report_delay = 10_000.0
+    report = render_drill(world)
+    assert report.outcome == "failed"
+    assert report.error == (
+        "the API did not report api-1 (svc-1) suspended within 120s of the suspend (render timing)"
+    )
+    assert report.resumed is True
+    assert api_calls(world)[-1] == "POST /v1/services/srv-1/resume"
+    suspended = next(c for c in report.checks if c.name == "api-1 suspended via the API")
+    assert suspended.passed is False
