@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import Field
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import OperationFailed, UsageError
@@ -32,6 +34,7 @@ from koinonia_infra.ops.common import (
     wait_until,
 )
 from koinonia_infra.ops.guard import Guard
+from koinonia_infra.ops.timing import OpsTiming, timing_for
 from koinonia_infra.render_api import Deploy, RenderClient
 
 StepOutcome = Literal["done", "failed", "interrupted", "untouched"]
@@ -48,6 +51,8 @@ class RolloutStep(ReportModel):
     seconds_to_live: float | None = None
     seconds_to_healthy: float | None = None
     seconds_to_rejoin: float | None = None
+    # From live until the previous instance's overlap and shutdown delay were over.
+    seconds_handover: float | None = None
     detail: str | None = None
 
 
@@ -59,6 +64,8 @@ class RolloutReport(TrafficSummary):
     steps: list[RolloutStep]
     checks: list[Check]
     exit_code: int = 0
+    # The deadlines the rollout waited with, and which target's timings they are.
+    timing: dict[str, Any] = Field(default_factory=dict)
 
 
 def parse_order(text: str | None, descriptor: Descriptor) -> list[int]:
@@ -96,8 +103,7 @@ class _Rollout:
         traffic: TrafficRun,
         probe: Probe,
         sleep: Sleep,
-        deploy_timeout: float,
-        rejoin_timeout: float,
+        timing: OpsTiming,
         refresh: Callable[[], Descriptor] | None,
         say: Callable[[str], None],
     ) -> None:
@@ -106,8 +112,9 @@ class _Rollout:
         self.traffic = traffic
         self.probe = probe
         self.sleep = sleep
-        self.deploy_timeout = deploy_timeout
-        self.rejoin_timeout = rejoin_timeout
+        self.timing = timing
+        self.deploy_timeout = timing.deploy_timeout_seconds
+        self.rejoin_timeout = timing.rejoin_timeout_seconds
         self.refresh = refresh
         self.say = say
         self.attribute = Attributor(descriptor)
@@ -125,6 +132,8 @@ class _Rollout:
             self.guard.require(f"deploy api-{n}", exclude=n)
         t0 = clock()
         deploy = self.client.trigger_deploy(sid)
+        if deploy.id == step.previous_deploy:
+            deploy = self.await_new_deploy(step)
         step.deploy, step.deploy_status = deploy.id, deploy.status
         self.say(f"api-{n}: deploy {deploy.id} triggered")
 
@@ -148,17 +157,18 @@ class _Rollout:
             self.descriptor = self.refresh()
             self.attribute.update(self.descriptor)
         target = self.descriptor.instance(n)
+        timing = self.timing
         health = wait_healthy(
             self.probe,
             health_url(target.url),
-            timeout=self.rejoin_timeout,
+            timeout=timing.healthy_timeout_seconds,
             clock=clock,
             sleep=self.sleep,
         )
         if not health.ok:
             raise OperationFailed(
-                f"rollout stopped: {where} not healthy {self.rejoin_timeout:g}s after its deploy "
-                f"went live: {health.detail}"
+                f"rollout stopped: {where} not healthy {timing.healthy_timeout_seconds:g}s after "
+                f"its deploy went live ({timing.target} timing): {health.detail}"
             )
         step.seconds_to_healthy = round(clock() - t_live, 2)
 
@@ -171,11 +181,57 @@ class _Rollout:
         ):
             raise OperationFailed(
                 f"rollout stopped: the edge did not route to {where} within "
-                f"{self.rejoin_timeout:g}s of its new deploy"
+                f"{self.rejoin_timeout:g}s of its new deploy ({timing.target} timing)"
             )
         step.seconds_to_rejoin = round(clock() - t_live, 2)
         step.outcome = "done"
         self.say(f"api-{n}: serving again after {step.seconds_to_rejoin:g}s")
+        self.hold_handover(step, t_live)
+
+    def hold_handover(self, step: RolloutStep, t_live: float) -> None:
+        """Keep measuring until the previous instance of this service is certainly gone.
+
+        A zero-downtime deploy keeps the old instance serving for an overlap after the new one
+        is live, then sends SIGTERM and allows the shutdown delay (ops/timing.py). Touching the
+        next instance before that would put two instances in a switch at once."""
+        clock, window = self.traffic.now, self.timing.handover_seconds
+        if window <= 0:
+            return
+        self.say(
+            f"api-{step.instance}: holding {window:g}s after live for the old instance to "
+            f"leave ({self.timing.overlap_seconds:g}s overlap + "
+            f"{self.timing.shutdown_delay_seconds:g}s shutdown delay)"
+        )
+        until = t_live + window
+        while clock() < until:
+            self.sleep(min(self.timing.poll_interval_seconds, until - clock()))
+        step.seconds_handover = round(clock() - t_live, 2)
+
+    def await_new_deploy(self, step: RolloutStep) -> Deploy:
+        """A 202 "queued" carries no deploy, and the newest listed may still be the previous
+        one: wait for the new one to be listed (render-oss/cli `WaitForDeployCreate`)."""
+        timing, found = self.timing, None
+
+        def listed() -> bool:
+            nonlocal found
+            latest = self.client.latest_deploy(step.service_id)
+            if latest is not None and latest.id != step.previous_deploy:
+                found = latest
+            return found is not None
+
+        if not wait_until(
+            listed,
+            timeout=timing.deploy_appear_timeout_seconds,
+            clock=self.traffic.now,
+            sleep=self.sleep,
+            interval=timing.poll_interval_seconds,
+        ):
+            raise OperationFailed(
+                f"rollout stopped: no new deploy of api-{step.instance} ({step.service}) was "
+                f"listed within {timing.deploy_appear_timeout_seconds:g}s of the trigger"
+            )
+        assert found is not None
+        return found
 
 
 def run_rollout(
@@ -186,8 +242,9 @@ def run_rollout(
     start_traffic: StartTraffic,
     probe: Probe,
     rate: float = 200.0,
-    deploy_timeout: float = 900.0,
-    rejoin_timeout: float = 60.0,
+    timing: OpsTiming | None = None,
+    deploy_timeout: float | None = None,
+    rejoin_timeout: float | None = None,
     settle: float = 1.0,
     sleep: Sleep = time.sleep,
     refresh: Callable[[], Descriptor] | None = None,
@@ -211,6 +268,10 @@ def run_rollout(
     for step in steps:
         latest = client.latest_deploy(step.service_id)
         step.previous_deploy = latest.id if latest else None
+    # The target's deadlines (ops/timing.py); explicit timeouts win.
+    chosen = (timing or timing_for(descriptor)).with_overrides(
+        deploy_timeout=deploy_timeout, rejoin_timeout=rejoin_timeout
+    )
     traffic = start_traffic(descriptor.edge_url, rate)
     rollout = _Rollout(
         descriptor,
@@ -218,8 +279,7 @@ def run_rollout(
         traffic=traffic,
         probe=probe,
         sleep=sleep,
-        deploy_timeout=deploy_timeout,
-        rejoin_timeout=rejoin_timeout,
+        timing=chosen,
         refresh=refresh,
         say=on_event or (lambda _msg: None),
     )
@@ -262,4 +322,5 @@ def run_rollout(
         order=list(order),
         steps=steps,
         checks=checks,
+        timing=chosen.to_json(),
     )

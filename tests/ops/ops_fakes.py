@@ -55,6 +55,9 @@ class World:
         self.resume_deploy_seconds: float | None = None
         self.resume_deploy_status = "live"  # or "update_failed"
         self.resume_deploy_listed = True  # False: the resume's deploy never shows up
+        # A trigger answered 202 "Queued" without a body; the deploy is listed this much later.
+        self.deploy_queued_for: float | None = None
+        self._queued: list[tuple[float, FakeInstance, dict[str, Any]]] = []
         self.deploy_steps = ["build_in_progress", "update_in_progress", "live"]
         self.fail_deploy_of: set[int] = set()
         self.never_rejoin: set[int] = set()
@@ -151,6 +154,9 @@ class World:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.calls.append(f"{request.method} {request.url.path}")
+        for item in [q for q in self._queued if q[0] <= self.t]:
+            self._queued.remove(item)
+            item[1].deploys.insert(0, item[2])
         if self.api_failure is not None:
             failed = self.api_failure(request)
             if failed is not None:
@@ -207,6 +213,10 @@ class World:
                 "status": "created",
                 "_polls": 0,
             }
+            if self.deploy_queued_for is not None:
+                dep["id"] = f"dep-{inst.number}-{len(inst.deploys) + len(self._queued)}"
+                self._queued.append((self.t + self.deploy_queued_for, inst, dep))
+                return httpx.Response(202)
             inst.deploys.insert(0, dep)
             return httpx.Response(201, json=_public(dep))
         if rest == "deploys":

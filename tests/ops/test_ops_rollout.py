@@ -10,6 +10,8 @@ from koinonia_infra.errors import OperationFailed, RenderApiError, UsageError
 from koinonia_infra.ops.render import rollout_markdown
 from koinonia_infra.ops.rollout import RolloutReport, parse_order, run_rollout
 from koinonia_infra.ops.status import collect_status
+from koinonia_infra.ops.timing import render_timing
+from koinonia_infra.settings import settings_from_config
 
 
 def rollout(world: World, order: list[int], **kwargs: object) -> RolloutReport:
@@ -144,3 +146,63 @@ def test_status_without_api_key_shows_health_only() -> None:
     assert [s.deploy_status for s in report.services] == [None, None, None]
     assert all(s.healthy for s in report.services)
     assert not [c for c in world.calls if c.startswith("GET")]
+
+
+# ---- Render's zero-downtime switch, at Render's own timings (fake clock) ---------------------
+
+
+def test_rollout_holds_each_instance_through_renders_overlap_and_shutdown_delay() -> None:
+    world = World(rate=20.0)
+    # No sandbox in the descriptor: Render's timings, 60 s overlap + 30 s maxShutdownDelaySeconds.
+    report = rollout(world, [2, 1], rate=20.0)
+    assert report.outcome == "passed", report.error
+    assert report.timing["target"] == "render"
+    assert report.timing["handoverSeconds"] == 90.0
+    for step in report.steps:
+        assert step.seconds_handover is not None
+        assert 90.0 <= step.seconds_handover <= 95.0
+    # api-1 was touched only once api-2's old instance was past its window.
+    assert report.duration_seconds >= 180.0
+    assert report.failed_requests == 0
+
+
+def test_the_stack_settings_set_renders_deadlines() -> None:
+    settings = settings_from_config(
+        {
+            "ownerId": "tea-abc",
+            "api": {"maxShutdownDelaySeconds": 5},
+            "ops": {"overlapSeconds": 10, "deployTimeoutSeconds": 3},
+        }
+    )
+    world = World(rate=20.0)
+    report = rollout(world, [2], rate=20.0, timing=render_timing(settings))
+    assert report.outcome == "passed", report.error
+    assert report.steps[0].seconds_handover is not None
+    assert 15.0 <= report.steps[0].seconds_handover <= 20.0
+    # The deploy deadline too: a deploy that never finishes stops at the stack's 3 s.
+    stuck = World(rate=20.0)
+    stuck.deploy_steps = ["build_in_progress"]
+    failed = rollout(stuck, [2], rate=20.0, timing=render_timing(settings))
+    assert failed.error is not None
+    assert "still build_in_progress after 3s" in failed.error
+
+
+def test_a_queued_deploy_without_a_body_is_waited_for_not_mistaken_for_the_previous() -> None:
+    world = World(rate=20.0)
+    world.deploy_queued_for = 12.0  # 202 "Queued": listed 12 s later
+    report = rollout(world, [2], rate=20.0)  # Render: a queued deploy has 60 s to show
+    assert report.outcome == "passed", report.error
+    step = report.steps[0]
+    assert step.previous_deploy == "dep-2-0"
+    assert step.deploy == "dep-2-1"
+
+
+def test_a_queued_deploy_never_listed_stops_the_rollout() -> None:
+    world = World(rate=20.0)
+    world.deploy_queued_for = 10_000.0
+    report = rollout(world, [2, 1], rate=20.0)
+    assert report.outcome == "failed"
+    assert report.error == (
+        "rollout stopped: no new deploy of api-2 (svc-2) was listed within 60s of the trigger"
+    )
+    assert [(s.instance, s.outcome) for s in report.steps] == [(2, "failed"), (1, "untouched")]
