@@ -23,16 +23,35 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from koinonia_infra.errors import UsageError
+from koinonia_infra.textsafe import has_control, inert
 
 DEFAULT_RENDER_API_URL = "https://api.render.com/v1"
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    @field_validator("*")
+    @classmethod
+    def _printable(cls, value: Any) -> Any:
+        # Render service names, ids and URLs never hold control characters; a descriptor whose
+        # text does (an escape sequence that clears a terminal, a newline that adds a line to a
+        # sign-off) is refused where it enters. Output escapes it anyway (textsafe).
+        if isinstance(value, str) and has_control(value):
+            raise ValueError(f"control characters are not allowed: {inert(value)[:80]}")
+        return value
 
 
 class InstanceRef(_Model):

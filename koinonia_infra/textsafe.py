@@ -23,7 +23,9 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\x1b"}
 # or close inline syntax (emphasis, code, links, images, HTML, autolinks, entities, tables,
 # strikethrough) — https://spec.commonmark.org/0.31.2/#backslash-escapes and GitHub Flavored
 # Markdown's tables and strikethrough (https://github.github.com/gfm/).
-_MARKDOWN = re.compile(r"([\\`*_\[\]<>|~&!#])")
+# An underscore inside a word (`pro_max`) cannot open or close emphasis (CommonMark 6.2, "left-
+# and right-flanking"): it stays as is, so plan and key names read naturally.
+_MARKDOWN = re.compile(r"([\\`*\[\]<>|~&!#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 
 
 def _visible(match: re.Match[str]) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from koinonia_infra.deploy import DATASTORE_TYPES, DELETE_OPS, QUIET_OPS, REPLACE_OPS, Step
+from koinonia_infra.textsafe import md, md_code
 
 # The workflow finds its earlier comment by this first line, and updates it instead of adding one.
 MARKER = "<!-- koinonia-infra:preview -->"
@@ -155,9 +156,9 @@ def parse_plan(data: Any, source: str = "plan") -> Cost:
 # --- rendering --------------------------------------------------------------------------------
 
 
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell and a code span."""
-    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
+# Resource names, types, plans and the stack name come from the pull request itself: they are
+# shown as written (koinonia_infra.textsafe), never as Markdown structure, a mention-free code
+# span for names, escaped text elsewhere.
 
 
 def money(amount: float, currency: str = "USD") -> str:
@@ -196,7 +197,7 @@ def _danger_list(title: str, why: str, steps: Sequence[Step]) -> list[str]:
             if step.type in DATASTORE_TYPES
             else ""
         )
-        lines.append(f"> - `{_cell(step.name)}` ({_cell(step.type)}){note}")
+        lines.append(f"> - {md_code(step.name)} ({md(step.type)}){note}")
     return [*lines, ""]
 
 
@@ -218,7 +219,7 @@ def _changes_table(preview: Preview) -> list[str]:
         "|---|---|---|",
     ]
     for step in rows[:MAX_TABLE_ROWS]:
-        lines.append(f"| {step.op} | `{_cell(step.name)}` | {_cell(step.type)} |")
+        lines.append(f"| {md(step.op)} | {md_code(step.name)} | {md(step.type)} |")
     if len(rows) > MAX_TABLE_ROWS:
         lines.append(f"| … | {len(rows) - MAX_TABLE_ROWS} more in the workflow log | |")
     return [*lines, "", "</details>", ""]
@@ -246,7 +247,7 @@ def _cost_section(pr: Cost | None, base: Cost | None) -> list[str]:
             "",
         ]
     if unpriced:
-        names = ", ".join(f"`{_cell(name)}`" for name in unpriced)
+        names = ", ".join(md_code(name) for name in unpriced)
         lines += [
             "> [!NOTE]",
             f"> Not in the price table, so left out of the totals: {names}.",
@@ -254,7 +255,7 @@ def _cost_section(pr: Cost | None, base: Cost | None) -> list[str]:
         ]
     lines += _cost_items(pr, base)
     if pr.prices_as_of:
-        lines += [f"<sub>Estimate from list prices as of {_cell(pr.prices_as_of)}.</sub>", ""]
+        lines += [f"<sub>Estimate from list prices as of {md(pr.prices_as_of)}.</sub>", ""]
     return lines
 
 
@@ -263,7 +264,7 @@ def _cost_items(pr: Cost, base: Cost | None) -> list[str]:
     cur = pr.currency
 
     def label(item: CostItem) -> str:
-        return f"`{_cell(item.name)}`" + (f" ({_cell(item.plan)})" if item.plan else "")
+        return md_code(item.name) + (f" ({md(item.plan)})" if item.plan else "")
 
     def amount(item: CostItem | None) -> str:
         if item is None:
@@ -308,7 +309,7 @@ def render_comment(
 ) -> str:
     """The whole comment. The marker stays the first line: the workflow finds the comment by it."""
     run_link = f"[workflow run]({run_url})" if run_url else "workflow run"
-    lines = [MARKER, f"## koinonia-infra preview — stack `{_cell(stack)}`", ""]
+    lines = [MARKER, f"## koinonia-infra preview — stack {md_code(stack)}", ""]
     if preview_exit_code != 0 or preview is None:
         failure = (
             f"failed (exit code {preview_exit_code})" if preview_exit_code else "wrote nothing"

@@ -34,7 +34,7 @@ class KoinoniaGroup(TyperGroup):
                 output.err.print_exception()
             output.error(exc.message)
             for line in exc.lines:
-                output.err.print(f"  {typer.style(line, fg='red')}", highlight=False, markup=False)
+                output.error_line(line)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             output.error("interrupted")

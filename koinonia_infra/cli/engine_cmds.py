@@ -211,11 +211,19 @@ def outputs(stack: str = STACK, fmt: Format = FORMAT) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"stack {stack} · edge {descriptor.edge_url}", title_justify="left")
+    from koinonia_infra.console import esc
+
+    # Stack outputs are shown as written, never as rich markup.
+    table = Table(
+        title=f"stack {esc(stack)} · edge {esc(descriptor.edge_url)}", title_justify="left"
+    )
     for column in ("instance", "name", "service id", "url", "private address"):
         table.add_column(column)
     for inst in sorted(descriptor.instances, key=lambda i: i.number):
-        table.add_row(str(inst.number), inst.name, inst.service_id, inst.url, inst.private_address)
+        table.add_row(
+            str(inst.number),
+            *(esc(v) for v in (inst.name, inst.service_id, inst.url, inst.private_address)),
+        )
     output.out.print(table)
 
 

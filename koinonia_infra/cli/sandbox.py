@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
-from koinonia_infra.console import output
+from koinonia_infra.console import esc, output
 
 if TYPE_CHECKING:
     from koinonia_infra.sandbox.lifecycle import DownResult, StatusResult, UpResult
@@ -118,14 +118,15 @@ def _render_up(result: UpResult, fmt: Format) -> None:
     from rich.table import Table
 
     d = result.descriptor
-    table = Table(title=f"sandbox · {result.state_dir}", title_justify="left")
+    # Descriptor text is shown as written, never as rich markup (console.esc).
+    table = Table(title=f"sandbox · {esc(result.state_dir)}", title_justify="left")
     for column in ("service", "name", "id", "url"):
         table.add_column(column, overflow="fold")
-    table.add_row("edge", d.edge.name if d.edge else "", d.edge.service_id if d.edge else "",
-                  d.edge_url)  # fmt: skip
+    table.add_row("edge", esc(d.edge.name if d.edge else ""),
+                  esc(d.edge.service_id if d.edge else ""), esc(d.edge_url))  # fmt: skip
     for inst in d.instances:
-        table.add_row(f"api-{inst.number}", inst.name, inst.service_id, inst.url)
-    table.add_row("control plane", "Render API", "", d.render_api_url or "")
+        table.add_row(f"api-{inst.number}", esc(inst.name), esc(inst.service_id), esc(inst.url))
+    table.add_row("control plane", "Render API", "", esc(d.render_api_url or ""))
     output.out.print(table)
     output.info(f"descriptor: {result.state_dir / 'descriptor.json'}  (token inside, mode 0600)")
 
@@ -154,11 +155,13 @@ def _render_status(result: StatusResult, fmt: Format) -> None:
     from rich.table import Table
 
     state = "running" if result.running else "stopped"
-    table = Table(title=f"sandbox · {state} · {result.state_dir}", title_justify="left")
+    table = Table(title=f"sandbox · {state} · {esc(result.state_dir)}", title_justify="left")
     for column in ("process", "pid", "state"):
         table.add_column(column)
     for record, alive in result.processes:
-        table.add_row(record.role, str(record.pid), "[green]up[/]" if alive else "[red]gone[/]")
+        table.add_row(
+            esc(record.role), str(record.pid), "[green]up[/]" if alive else "[red]gone[/]"
+        )
     output.out.print(table)
     if result.probes:
         health = Table(title="health", title_justify="left")
@@ -166,7 +169,7 @@ def _render_status(result: StatusResult, fmt: Format) -> None:
             health.add_column(column, overflow="fold")
         for probe in result.probes:
             mark = "[green]✓[/]" if probe.ok else "[red]✗[/]"
-            health.add_row(probe.name, probe.url, f"{mark} {probe.detail}")
+            health.add_row(esc(probe.name), esc(probe.url), f"{mark} {esc(probe.detail)}")
         output.out.print(health)
 
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 
+from koinonia_infra.console import esc
 from koinonia_infra.ops.common import Check, TrafficSummary
 from koinonia_infra.ops.drill import DrillReport
 from koinonia_infra.ops.rollout import RolloutReport
+from koinonia_infra.textsafe import md
+
+# Names, errors and measurements come from descriptors and Render's API: shown as written, never
+# as rich markup (`esc`) or Markdown structure (`md`).
+
 
 _MARK_STYLE = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[dim]n/a[/]"}
 _MD_BOX = {True: "[x]", False: "[ ]", None: "[ ]"}
@@ -19,7 +25,7 @@ def _checks_table(title: str, checks: list[Check]) -> Table:
         table.add_column(col, overflow="fold")
     for c in checks:
         mark = _MARK_STYLE[c.passed] if c.gating else f"{_MARK_STYLE[c.passed]} [dim](info)[/]"
-        table.add_row(c.name, mark, c.measured, c.threshold)
+        table.add_row(esc(c.name), mark, esc(c.measured), esc(c.threshold))
     return table
 
 
@@ -29,7 +35,7 @@ def _traffic_table(t: TrafficSummary) -> Table:
     table.add_column("value", overflow="fold")
     rows = _traffic_rows(t)
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(esc(k), esc(v))
     return table
 
 
@@ -64,11 +70,12 @@ def drill_renderable(r: DrillReport) -> Group:
     k = r.instance
     resumed = "[green]yes[/]" if r.resumed else "[bold red]NO: resume it by hand[/]"
     lines = [
-        f"{_headline(r.outcome, 'failover drill')}: api-{k} ({r.service}, {r.service_id})",
+        f"{_headline(r.outcome, 'failover drill')}: api-{k} ({esc(r.service)}, "
+        f"{esc(r.service_id)})",
         f"api-{k} resumed: {resumed}",
     ]
     if r.error:
-        lines.append(f"[red]{r.error}[/]")
+        lines.append(f"[red]{esc(r.error)}[/]")
     table = _traffic_table(r)
     table.add_row("seconds until drained", _num(r.seconds_until_drained))
     table.add_row("seconds to rejoin", _num(r.seconds_to_rejoin))
@@ -96,18 +103,18 @@ def rollout_renderable(r: RolloutReport) -> Group:
     for s in r.steps:
         steps.add_row(
             f"api-{s.instance}",
-            s.service,
-            s.outcome,
-            s.previous_deploy or "-",
-            s.deploy or "-",
-            s.deploy_status or "-",
+            esc(s.service),
+            esc(s.outcome),
+            esc(s.previous_deploy or "-"),
+            esc(s.deploy or "-"),
+            esc(s.deploy_status or "-"),
             _secs(s.seconds_to_live),
             _secs(s.seconds_to_healthy),
             _secs(s.seconds_to_rejoin),
         )
     lines = [f"{_headline(r.outcome, 'rollout')}: order {', '.join(map(str, r.order))}"]
     if r.error:
-        lines.append(f"[red]{r.error}[/]")
+        lines.append(f"[red]{esc(r.error)}[/]")
     return Group(*lines, steps, _checks_table("rollout checks", r.checks), _traffic_table(r))
 
 
@@ -123,24 +130,24 @@ def _md_checks(checks: list[Check]) -> list[str]:
     out = []
     for c in checks:
         note = "" if c.gating else " (informational)"
-        threshold = f" (threshold {c.threshold})" if c.threshold else ""
-        out.append(f"- {_MD_BOX[c.passed]} {c.name}: {c.measured}{threshold}{note}")
+        threshold = f" (threshold {md(c.threshold)})" if c.threshold else ""
+        out.append(f"- {_MD_BOX[c.passed]} {md(c.name)}: {md(c.measured)}{threshold}{note}")
     return out
 
 
 def _md_traffic(t: TrafficSummary) -> list[str]:
     rows = ["| measure | value |", "|---|---|"]
-    rows += [f"| {k} | {v} |" for k, v in _traffic_rows(t)]
+    rows += [f"| {md(k)} | {md(v)} |" for k, v in _traffic_rows(t)]
     return rows
 
 
 def drill_markdown(r: DrillReport) -> str:
     k = r.instance
     lines = [
-        f"# Failover drill: api-{k} ({r.service})",
+        f"# Failover drill: api-{k} ({md(r.service)})",
         "",
-        f"- Outcome: **{r.outcome}**" + (f": {r.error}" if r.error else ""),
-        f"- Instance api-{k} ({r.service_id}) suspended: {'yes' if r.suspended else 'no'}; "
+        f"- Outcome: **{md(r.outcome)}**" + (f": {md(r.error)}" if r.error else ""),
+        f"- Instance api-{k} ({md(r.service_id)}) suspended: {'yes' if r.suspended else 'no'}; "
         f"resumed: **{'yes' if r.resumed else 'NO: resume it by hand'}**",
         "",
         "## Runbook failover checklist",
@@ -157,7 +164,7 @@ def drill_markdown(r: DrillReport) -> str:
         "",
         "## Timeline",
         "",
-        *[f"- {e.at:.2f} s: {e.event}" for e in r.timeline],
+        *[f"- {e.at:.2f} s: {md(e.event)}" for e in r.timeline],
     ]
     return "\n".join(lines) + "\n"
 
@@ -166,15 +173,16 @@ def rollout_markdown(r: RolloutReport) -> str:
     lines = [
         "# Rolling redeploy",
         "",
-        f"- Outcome: **{r.outcome}**" + (f": {r.error}" if r.error else ""),
+        f"- Outcome: **{md(r.outcome)}**" + (f": {md(r.error)}" if r.error else ""),
         f"- Order: {', '.join(f'api-{n}' for n in r.order)}",
         "",
         "| instance | service | outcome | previous deploy | new deploy | status | to live | "
         "to healthy | to rejoin |",
         "|---|---|---|---|---|---|---|---|---|",
         *[
-            f"| api-{s.instance} | {s.service} | {s.outcome} | {s.previous_deploy or '-'} | "
-            f"{s.deploy or '-'} | {s.deploy_status or '-'} | {_secs(s.seconds_to_live)} | "
+            f"| api-{s.instance} | {md(s.service)} | {md(s.outcome)} | "
+            f"{md(s.previous_deploy or '-')} | {md(s.deploy or '-')} | "
+            f"{md(s.deploy_status or '-')} | {_secs(s.seconds_to_live)} | "
             f"{_secs(s.seconds_to_healthy)} | {_secs(s.seconds_to_rejoin)} |"
             for s in r.steps
         ],

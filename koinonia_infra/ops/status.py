@@ -7,6 +7,7 @@ from datetime import datetime
 
 from rich.table import Table
 
+from koinonia_infra.console import esc as _esc
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import RenderApiError
 from koinonia_infra.ops.common import Probe, ReportModel, health_url
@@ -38,31 +39,31 @@ class StatusReport(ReportModel):
             table.add_column(col, overflow="fold")
         for s in self.services:
             suspended = {None: "?", True: "[red]yes[/]", False: "no"}[s.suspended]
-            health = (
+            health = _esc(
                 f"{s.health} ({s.health_latency_ms:.0f} ms)" if s.health_latency_ms else s.health
             )
             table.add_row(
-                f"{s.role} {s.name}" if s.name != s.role else s.role,
-                s.service_id or "-",
+                _esc(f"{s.role} {s.name}" if s.name != s.role else s.role),
+                _esc(s.service_id or "-"),
                 suspended,
                 _deploy_cell(s),
                 f"[green]{health}[/]" if s.healthy else f"[red]{health}[/]",
-                s.url,
+                _esc(s.url),
             )
         return table
 
 
 def _deploy_cell(s: ServiceStatus) -> str:
     if s.deploy_status is None:
-        return f"[red]{s.api_error}[/]" if s.api_error else "-"
-    status = s.deploy_status
+        return f"[red]{_esc(s.api_error)}[/]" if s.api_error else "-"
+    status = _esc(s.deploy_status)
     if status == "live":
         status = "[green]live[/]"
     elif status.endswith(("failed", "canceled")):
         status = f"[red]{status}[/]"
     parts = [status]
     if s.deploy_commit:
-        parts.append(s.deploy_commit[:7])
+        parts.append(_esc(s.deploy_commit[:7]))
     if s.deploy_finished_at:
         parts.append(s.deploy_finished_at.strftime("%Y-%m-%d %H:%M"))
     return " ".join(parts)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from koinonia_infra.textsafe import md
+
 if TYPE_CHECKING:
     from koinonia_infra.verify.model import CheckResult, VerifyReport
 
@@ -38,7 +40,9 @@ _MANUAL = (
 
 
 def _cell(text: str | None) -> str:
-    return (text or "").replace("|", "\\|").replace("\n", " ")
+    # Names, URLs and reasons come from the descriptor and the answers of the deployment: a
+    # newline or Markdown in them must not add a ticked box or a "PASSED" line (textsafe.md).
+    return md(text or "")
 
 
 def _tick(checks: list[CheckResult], ids: tuple[str, ...]) -> tuple[str, str]:
@@ -47,35 +51,37 @@ def _tick(checks: list[CheckResult], ids: tuple[str, ...]) -> tuple[str, str]:
         return "[ ]", "not measured"
     if any(c.status == "fail" for c in relevant):
         bad = next(c for c in relevant if c.status == "fail")
-        return "[ ]", f"FAILED: {bad.target}: {bad.reason or bad.measured}"
+        return "[ ]", f"FAILED: {md(bad.target)}: {md(bad.reason or bad.measured)}"
     skipped = next((c for c in relevant if c.status == "skip"), None)
     if skipped is not None:
-        return "[ ]", f"not checked: {skipped.reason}"
-    return "[x]", "; ".join(f"{c.target}: {c.measured}" for c in relevant)
+        return "[ ]", f"not checked: {md(skipped.reason)}"
+    return "[x]", "; ".join(f"{md(c.target)}: {md(c.measured)}" for c in relevant)
 
 
 def render_markdown(report: VerifyReport) -> str:
     d = report.deployment
     verdict = "PASSED" if report.passed else "FAILED"
     lines = [
-        f"# Deployment sign-off: {d.get('stack') or d.get('edgeUrl')}",
+        f"# Deployment sign-off: {md(d.get('stack') or d.get('edgeUrl'))}",
         "",
         f"- Result: **{verdict}** "
         f"({sum(c.status == 'pass' for c in report.checks)} passed, "
         f"{len(report.failed)} failed, {sum(c.status == 'skip' for c in report.checks)} skipped)",
-        f"- Verified at: {report.started_at} ({report.duration_seconds:.1f} s, "
+        f"- Verified at: {md(report.started_at)} ({report.duration_seconds:.1f} s, "
         f"{report.attempts} attempt(s))",
-        f"- Edge: {d.get('edgeUrl')}",
-        f"- Environment: {d.get('environment')}",
-        "- Instances: " + ", ".join(f"{i['target']} ({i['name']})" for i in d.get("instances", [])),
+        f"- Edge: {md(d.get('edgeUrl'))}",
+        f"- Environment: {md(d.get('environment'))}",
+        "- Instances: "
+        + ", ".join(f"{md(i['target'])} ({md(i['name'])})" for i in d.get("instances", [])),
     ]
     if report.traffic:
         t = report.traffic
         lat = t.get("latency", {})
         lines.append(
-            f"- Traffic: {t.get('requests')} requests at concurrency {t.get('concurrency')}, "
-            f"{t.get('requestsPerSecond')} req/s; p50 {lat.get('p50Ms')} ms, "
-            f"p95 {lat.get('p95Ms')} ms, p99 {lat.get('p99Ms')} ms"
+            f"- Traffic: {md(t.get('requests'))} requests at concurrency "
+            f"{md(t.get('concurrency'))}, {md(t.get('requestsPerSecond'))} req/s; "
+            f"p50 {md(lat.get('p50Ms'))} ms, p95 {md(lat.get('p95Ms'))} ms, "
+            f"p99 {md(lat.get('p99Ms'))} ms"
         )
     lines += ["", "## Sign-off checklist", ""]
     for text, ids in _CHECKLIST:
