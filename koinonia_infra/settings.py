@@ -250,6 +250,24 @@ class EdgeSettings(_Model):
     # checks (every 2 s) already keep a dead upstream out, and a longer memory only delays the
     # rejoin of an instance that is healthy again.
     fail_duration_seconds: float = Field(default=3.0, gt=0, le=300)
+    # Upstream side (Caddy's `transport http`). Connecting on Render's private network takes
+    # milliseconds; an instance that does not connect within a second is as good as gone.
+    dial_timeout_seconds: float = Field(default=1.0, ge=0.1, le=30)
+    # Time to the first byte of an instance's answer. A hung instance (blocked event loop, stuck
+    # pool) accepts connections and never answers: without this bound a request waits forever.
+    # It must stay below the retry window, or a timed-out GET is never retried (Caddy stops
+    # retrying once the window has elapsed), and above the slowest legitimate endpoint.
+    upstream_response_timeout_seconds: float = Field(default=3.0, ge=0.1, le=300)
+    # Client side (Caddy's global `servers { timeouts }`), so slow or idle clients cannot hold
+    # the edge's connections forever. Render's proxy sends a request's headers at once.
+    client_header_timeout_seconds: float = Field(default=10.0, ge=0.1, le=300)
+    # The whole request, headers and body (Go's http.Server ReadTimeout): the API's bodies are
+    # small JSON, so a minute is generous even on a poor mobile link.
+    client_body_timeout_seconds: float = Field(default=60.0, ge=0.1, le=3600)
+    # Caddy's own default. Render's proxy reuses idle connections to the edge and does not
+    # publish its idle timeout: an edge that closes first would make it answer 502 (the
+    # keep-alive race), so this stays long; read timeouts above bound the slow clients.
+    client_idle_timeout_seconds: float = Field(default=300.0, ge=0.1, le=3600)
 
     @field_validator("image")
     @classmethod
@@ -258,6 +276,21 @@ class EdgeSettings(_Model):
         if ":" not in tag or tag.endswith(":latest"):
             raise ValueError("pin the Caddy image to a version tag, e.g. caddy:2.6.4-alpine")
         return value
+
+    @model_validator(mode="after")
+    def _retry_after_timeout(self) -> EdgeSettings:
+        # Caddy's LoadBalancing.tryAgain (caddyserver/caddy v2.6.2,
+        # modules/caddyhttp/reverseproxy/reverseproxy.go) gives up once `lb_try_duration` has
+        # elapsed since the request started, so a response timeout as long as the window would
+        # turn every hung-instance GET into an error instead of a retry.
+        window = self.retry_window_seconds
+        if window > 0 and self.upstream_response_timeout_seconds >= window:
+            raise ValueError(
+                f"upstreamResponseTimeoutSeconds ({self.upstream_response_timeout_seconds:g}) "
+                f"must be shorter than retryWindowSeconds ({window:g}), or a request to a hung "
+                "instance is never retried on another one"
+            )
+        return self
 
 
 class VerifySettings(_Model):

@@ -16,19 +16,20 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_render as render
 
-from koinonia_infra.caddy import EDGE_SELF_HEALTH_PATH, render_caddyfile
+from koinonia_infra import caddy
+from koinonia_infra.caddy import EDGE_SELF_HEALTH_PATH, edge_start_command, render_caddyfile
 from koinonia_infra.program.api import ApiInstance, env_vars, initial_env_options
 from koinonia_infra.settings import Settings
 
 svc = render.services
 
 EDGE = "edge"
-CADDYFILE_ENV = "KOINONIA_CADDYFILE"
-CADDYFILE_PATH = "/tmp/Caddyfile"  # writable for the image's user; nothing else lives there
-DOCKER_COMMAND = "/bin/sh -c " + shlex.quote(
-    f'printf "%s\\n" "${CADDYFILE_ENV}" > {CADDYFILE_PATH} && '
-    f"exec caddy run --config {CADDYFILE_PATH} --adapter caddyfile"
-)
+CADDYFILE_ENV = caddy.CADDYFILE_ENV  # defined with the command that reads it
+# Render's docker command replaces the image's CMD (render.com/docs/deploy-an-image: "a custom
+# Docker CMD"), and the official image has no ENTRYPOINT (caddyserver/caddy-docker
+# 2.6/alpine/Dockerfile), so this shell is the container's first process. Its text is
+# edge_start_command(), which the sandbox runs too, with only its paths changed.
+DOCKER_COMMAND = "/bin/sh -c " + shlex.quote(edge_start_command())
 
 
 @dataclass(frozen=True)

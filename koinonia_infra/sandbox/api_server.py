@@ -254,10 +254,22 @@ def create_app(
     async def root(_request: web.Request) -> web.Response:
         return _json({"service": service, "instance": instance, "environment": environment})
 
+    # Sandbox-only routes for the edge's tests (never part of the /health contract): a route that
+    # fails, as a buggy endpoint of the real API would, and the forwarding headers as received.
+    async def status(request: web.Request) -> web.Response:
+        code = int(request.match_info["code"])
+        return _json({"instance": instance, "status": code}, status=code)
+
+    async def forwarded(request: web.Request) -> web.Response:
+        names = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+        return _json({"instance": instance, **{n: request.headers.getall(n, []) for n in names}})
+
     app = web.Application(middlewares=[_close_when_draining])
     app[DRAINING] = []
     app.router.add_get("/health", health)
     app.router.add_get("/", root)
+    app.router.add_get(r"/_sandbox/status/{code:[2-5][0-9][0-9]}", status)
+    app.router.add_get("/_sandbox/forwarded", forwarded)
     return app
 
 

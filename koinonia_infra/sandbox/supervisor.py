@@ -32,9 +32,14 @@ from typing import IO, Any
 
 from pydantic import SecretStr
 
-from koinonia_infra.caddy import EDGE_SELF_HEALTH_PATH, render_caddyfile
+from koinonia_infra.caddy import (
+    CADDYFILE_ENV,
+    EDGE_SELF_HEALTH_PATH,
+    edge_start_command,
+    render_caddyfile,
+)
 from koinonia_infra.descriptor import Descriptor, EdgeRef, InstanceRef
-from koinonia_infra.errors import KoinoniaError
+from koinonia_infra.errors import ConfigError, KoinoniaError
 from koinonia_infra.sandbox import postgres
 from koinonia_infra.sandbox.binaries import Binaries, find_binaries
 from koinonia_infra.sandbox.control_plane import (
@@ -85,6 +90,23 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+SANDBOX_EDGE_ENV = "KOINONIA_SANDBOX_EDGE"
+
+
+def sandbox_edge_settings() -> EdgeSettings:
+    """The edge's settings: the defaults, or `KOINONIA_SANDBOX_EDGE` (a JSON object in the stack
+    file's `koinonia:edge` shape), so a test can shorten a timeout without waiting out the
+    production value."""
+    raw = os.environ.get(SANDBOX_EDGE_ENV)
+    if not raw:
+        return EdgeSettings()
+    try:
+        return EdgeSettings.model_validate(json.loads(raw))
+    except (ValueError, TypeError) as exc:  # JSONDecodeError and ValidationError are ValueErrors
+        first = str(exc).splitlines()
+        raise ConfigError(f"{SANDBOX_EDGE_ENV}: {' '.join(first[:3])}") from None
+
+
 class Supervisor:
     def __init__(
         self,
@@ -104,7 +126,7 @@ class Supervisor:
         # the same commit: one id for all of them, never one per instance.
         self.commit = secrets.token_hex(20)
         self.api = ApiSettings()
-        self.edge_settings = EdgeSettings()
+        self.edge_settings = sandbox_edge_settings()
         self.services: dict[str, Service] = {}
         self.children: dict[str, asyncio.subprocess.Process] = {}
         self.sockets: dict[int, socket.socket] = {}
@@ -279,27 +301,28 @@ class Supervisor:
         upstreams = [f"127.0.0.1:{self.ports[f'api-{n}']}" for n in self.numbers]
         caddy_dir = self.state_dir / "caddy"
         caddy_dir.mkdir(exist_ok=True)
-        config = caddy_dir / "Caddyfile"
-        config.write_text(
-            render_caddyfile(
-                upstreams,
-                self.edge_settings,
-                health_path=self.api.health_check_path,
-                listen=f":{self.ports['edge']}",
-                bind="127.0.0.1",
-            ),
-            encoding="utf-8",
+        caddyfile = render_caddyfile(
+            upstreams,
+            self.edge_settings,
+            health_path=self.api.health_check_path,
+            listen=f":{self.ports['edge']}",
+            bind="127.0.0.1",
         )
         env = _child_env(
             {
+                # Delivered like on Render: the start command writes it to caddy/Caddyfile.
+                CADDYFILE_ENV: caddyfile,
                 "HOME": str(caddy_dir),
                 "XDG_DATA_HOME": str(caddy_dir / "data"),
                 "XDG_CONFIG_HOME": str(caddy_dir / "config"),
             }
         )
+        # The very text Render runs, only its paths changed: the binary is copied into caddy/
+        # and the copy exec'd, so the start command itself is exercised here.
+        command = edge_start_command(caddy=str(self.bins.caddy), workdir=str(caddy_dir))
         with self._log("caddy") as log:
             self.children["edge"] = await asyncio.create_subprocess_exec(
-                str(self.bins.caddy), "run", "--config", str(config), "--adapter", "caddyfile",
+                "/bin/sh", "-c", command,
                 env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,
             )  # fmt: skip

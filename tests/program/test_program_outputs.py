@@ -17,10 +17,10 @@ from program_helpers import evaluate_settings as run
 from program_helpers import make_settings
 from pulumi_render.services import EnvVarsForService
 
-from koinonia_infra.caddy import render_caddyfile
+from koinonia_infra.caddy import edge_start_command, render_caddyfile
 from koinonia_infra.errors import ConfigError, OperationFailed
 from koinonia_infra.program import build, settings_from_pulumi_config
-from koinonia_infra.program.edge import CADDYFILE_ENV, CADDYFILE_PATH, DOCKER_COMMAND
+from koinonia_infra.program.edge import CADDYFILE_ENV, DOCKER_COMMAND
 from koinonia_infra.program.mocks import config_for, evaluate
 
 OUTPUT_NAMES = {"edgeUrl", "instances", "postgresId", "keyValueId", "region"}
@@ -203,21 +203,34 @@ def test_harness_fails_when_a_registered_input_never_resolves() -> None:
         evaluate(settings, program=program)
 
 
-def test_edge_docker_command_writes_the_caddyfile_and_execs_caddy(tmp_path: Path) -> None:
-    # Runs the exact command Render will run, with `caddy` replaced by a recorder.
+def test_edge_docker_command_writes_the_caddyfile_and_execs_a_copy_of_caddy(
+    tmp_path: Path,
+) -> None:
+    # The service's command is exactly edge_start_command() under /bin/sh -c; run that text with
+    # the paths moved to tmp_path and `caddy` replaced by a recorder.
+    assert shlex.split(DOCKER_COMMAND) == ["/bin/sh", "-c", edge_start_command()]
     fake = tmp_path / "bin" / "caddy"
     fake.parent.mkdir()
-    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$CADDY_ARGS"\n')
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$0" "$@" > "$CADDY_ARGS"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    config_path = tmp_path / "Caddyfile"
-    command = DOCKER_COMMAND.replace(CADDYFILE_PATH, str(config_path))
+    work = tmp_path / "work"
+    work.mkdir()
+    command = edge_start_command(caddy=str(fake), workdir=str(work))
     caddyfile = render_caddyfile(["a-1:8080", "b-2:8080"], make_settings().edge)
     env = {
-        "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": os.environ["PATH"],
         CADDYFILE_ENV: caddyfile,
         "CADDY_ARGS": str(tmp_path / "args"),
     }
-    subprocess.run(shlex.split(command), env=env, check=True, timeout=10)
+    subprocess.run(["/bin/sh", "-c", command], env=env, check=True, timeout=10)
+    config_path = work / "Caddyfile"
     assert config_path.read_text() == caddyfile + "\n"
     args = (tmp_path / "args").read_text().split()
-    assert args == ["run", "--config", str(config_path), "--adapter", "caddyfile"]
+    assert args == [
+        str(work / "caddy"),
+        "run",
+        "--config",
+        str(config_path),
+        "--adapter",
+        "caddyfile",
+    ]
