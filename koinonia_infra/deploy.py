@@ -17,15 +17,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from koinonia_infra.descriptor import Descriptor, InstanceRef
-from koinonia_infra.errors import KoinoniaError, OperationFailed, UsageError
+from koinonia_infra.errors import (
+    EXIT_OK,
+    EnvironmentProblem,
+    Interrupted,
+    KoinoniaError,
+    OperationFailed,
+    StackLocked,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from koinonia_infra.engine import Engine, EventSink
+    from koinonia_infra.ops.common import Probe, Sleep, StartTraffic
+    from koinonia_infra.render_api import Deploy, RenderClient
 
 DATASTORE_TYPES = frozenset({"render:postgres:Postgres", "render:key-value:KeyValue"})
 WEB_SERVICE = "render:services:WebService"
 ENV_VARS = "render:services:EnvVarsForService"
 API_SERVICE_NAME = re.compile(r"^api-(\d+)$")
+API_ENV_NAME = re.compile(r"^api-(\d+)-env$")
 EDGE_NAMES = frozenset({"edge", "edge-env"})
 
 # The engine reports one replacement as up to three steps; they are shown and counted as one.
@@ -276,8 +287,34 @@ class DeployClient(Protocol):
 DescriptorFactory = Callable[[Mapping[str, Any]], Descriptor]
 Verifier = Callable[[Descriptor], VerifyOutcome]
 HealthCheck = Callable[[InstanceRef], HealthResult]
+# Runs the update of instance N's env resource alone (the provider then deploys N).
+ApplyEnv = Callable[[int], None]
 # (descriptor, when the update started) → one outcome per service.
 DeployWaiter = Callable[[Descriptor, datetime], list[DeployOutcome]]
+
+
+@dataclass(frozen=True)
+class EnvRollout:
+    """How applying env changes one instance at a time ended."""
+
+    ok: bool
+    error: str | None
+    deploys: list[DeployOutcome]
+    exit_code: int = EXIT_OK
+
+
+class EnvRoller(Protocol):
+    """Applies env changes to `order`'s instances one at a time, health-gated (the CLI's is
+    `roll_env_changes` over ops/rollout.py). `provider_deploys[n]`: whether applying N's env
+    makes the provider deploy N itself (an update) or not (a create on an existing service)."""
+
+    def __call__(
+        self,
+        descriptor: Descriptor,
+        order: Sequence[int],
+        apply: ApplyEnv,
+        provider_deploys: Mapping[int, bool],
+    ) -> EnvRollout: ...
 
 
 @dataclass
@@ -289,6 +326,8 @@ class Seams:
     wait_for_deploys: DeployWaiter
     verify: Verifier
     health: HealthCheck
+    # None: env changes go out with the rest of the update (all instances deploy at once).
+    roll_env: EnvRoller | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -407,6 +446,171 @@ def check_deploys(outcomes: Sequence[DeployOutcome]) -> None:
 
 
 # ------------------------------------------------------------------------------------------
+# Env changes: one instance at a time
+# ------------------------------------------------------------------------------------------
+#
+# pulumi-render answers every UPDATE of an EnvVarsForService with `POST /services/{id}/deploys`
+# and does not wait for it (cloudy-sky-software/pulumi-render,
+# provider/pkg/provider/provider.go, OnPostUpdate). The engine updates independent resources in
+# parallel, so one env change would redeploy every instance at once; chaining the env resources
+# with depends_on would not help, as each step ends when the PUT returns, long before its deploy
+# is live. So `up` leaves the API instances' env changes out of the main update (`--exclude`: an
+# excluded resource gets a `same` step, pulumi/pulumi pkg/resource/deploy/step_generator.go),
+# then applies them one instance at a time with a targeted update (`--target`), each followed by
+# the provider's deploy, `live`, the instance's /health and the edge routing to it again
+# (ops/rollout.py, the same loop as `rollout`) before the next instance is touched. Creating an
+# env resource PUTs without deploying (OnPostCreate), so an existing (adopted) service getting
+# its first env resource is deployed by the rollout itself.
+
+
+def env_changes(plan: ChangePlan) -> dict[int, Step]:
+    """Instance number → its env step, for each RUNNING instance whose environment this update
+    changes. New or replaced services are left out: they are created with their environment
+    (program/api.py), so their first deploy already has it."""
+    service_ops = {
+        int(match.group(1)): step.op
+        for step in plan.steps
+        if step.type == WEB_SERVICE and (match := API_SERVICE_NAME.match(step.name))
+    }
+    found: dict[int, Step] = {}
+    for step in plan.changes:
+        match = API_ENV_NAME.match(step.name)
+        if step.type != ENV_VARS or match is None or step.op not in ("update", "create"):
+            continue
+        number = int(match.group(1))
+        service_op = service_ops.get(number, "same")
+        if service_op == "create" or service_op in REPLACE_OPS:
+            continue
+        found[number] = step
+    return found
+
+
+def _another_deploy(
+    client: RenderClient,
+    service_id: str,
+    previous: str | None,
+    *,
+    grace: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> Deploy | None:
+    """The deploy listed after `previous` (the provider's), polling up to `grace` seconds: Render
+    may list a new deploy a little late. Ids, not timestamps: no clock skew to allow for."""
+    end = clock() + grace
+    delay = 0.5
+    while True:
+        latest = client.latest_deploy(service_id)
+        if latest is not None and latest.id != previous:
+            return latest
+        if clock() >= end:
+            return None
+        sleep(min(delay, max(0.0, end - clock())))
+        delay = min(delay * 1.5, 5.0)
+
+
+_EXIT_ERRORS: dict[int, type[KoinoniaError]] = {
+    Interrupted.exit_code: Interrupted,
+    StackLocked.exit_code: StackLocked,
+    EnvironmentProblem.exit_code: EnvironmentProblem,
+    UsageError.exit_code: UsageError,
+}
+
+
+def roll_env_changes(
+    descriptor: Descriptor,
+    order: Sequence[int],
+    apply: ApplyEnv,
+    provider_deploys: Mapping[int, bool],
+    *,
+    client: RenderClient,
+    start_traffic: StartTraffic,
+    probe: Probe,
+    sleep: Sleep | None = None,
+    clock: Callable[[], float] | None = None,
+    deploy_timeout: float = DEFAULT_DEPLOY_TIMEOUT,
+    grace: float = DEPLOY_GRACE,
+    on_event: Callable[[str], None] | None = None,
+) -> EnvRollout:
+    """The real `EnvRoller`: ops/rollout.py's health-gated loop, where each instance's deploy is
+    started by applying its env change (the provider's deploy), or triggered when applying it
+    deploys nothing (a create) or the provider's trigger failed (it only logs a warning then)."""
+    import time
+
+    from koinonia_infra.ops.rollout import RolloutStep, run_rollout
+
+    pause = sleep or time.sleep
+    now = clock or time.monotonic
+
+    def trigger(step: RolloutStep) -> Deploy:
+        before = client.latest_deploy(step.service_id)
+        apply(step.instance)
+        if provider_deploys.get(step.instance, False):
+            found = _another_deploy(
+                client,
+                step.service_id,
+                before.id if before else None,
+                grace=grace,
+                clock=now,
+                sleep=pause,
+            )
+            if found is not None:
+                return found
+        return client.trigger_deploy(step.service_id)
+
+    report = run_rollout(
+        descriptor,
+        client,
+        order=order,
+        start_traffic=start_traffic,
+        probe=probe,
+        sleep=pause,
+        deploy_timeout=deploy_timeout,
+        on_event=on_event,
+        trigger=trigger,
+    )
+    deploys = [
+        DeployOutcome(s.service, s.service_id, s.deploy_status or "unknown", s.deploy)
+        for s in report.steps
+        if s.deploy is not None
+    ]
+    if report.outcome == "passed":
+        return EnvRollout(True, None, deploys)
+    untouched = [f"api-{s.instance}" for s in report.steps if s.outcome == "untouched"]
+    error = report.error or f"env rollout {report.outcome}"
+    if untouched:
+        error += f"; {', '.join(untouched)} keep(s) the previous environment"
+    return EnvRollout(False, error, deploys, exit_code=report.exit_code)
+
+
+def roll_env(
+    engine: Engine, seams: Seams, descriptor: Descriptor, changes: Mapping[int, Step]
+) -> list[DeployOutcome]:
+    """Apply the held-back env changes one instance at a time; fail naming the instance."""
+    ui, roller = seams.ui, seams.roll_env
+    assert roller is not None
+    # The runbook's order (ops/rollout.py parse_order): highest instance number first.
+    order = sorted(changes, reverse=True)
+    ui.message(
+        "info",
+        "applying env changes one instance at a time: " + ", ".join(f"api-{n}" for n in order),
+    )
+
+    def apply(number: int) -> None:
+        with ui.progress("update") as on_event:
+            engine.up(on_event=on_event, target=[changes[number].urn])
+
+    outcome = roller(
+        descriptor, order, apply, {n: step.op == "update" for n, step in changes.items()}
+    )
+    for deploy in outcome.deploys:
+        ui.message("success" if deploy.ok else "error", deploy.describe())
+    if not outcome.ok:
+        error_type = _EXIT_ERRORS.get(outcome.exit_code, OperationFailed)
+        raise error_type(outcome.error or "the env rollout failed")
+    return outcome.deploys
+
+
+# ------------------------------------------------------------------------------------------
 # preview / up
 # ------------------------------------------------------------------------------------------
 
@@ -461,13 +665,21 @@ def run_up(
     else:
         refuse_data_loss(plan, allow=allow_data_loss)
         require_confirmation(ui, yes=yes, what=f"update stack {plan.stack}")
-        started = datetime.now(UTC)
-        with ui.progress("update") as on_event:
-            result = engine.up(on_event=on_event)
+        held = env_changes(plan) if seams.roll_env is not None else {}
+        held_urns = {step.urn for step in held.values()}
+        # Only held-back env changes: no main update (and no deploys of it to wait for).
+        if not held or any(step.urn not in held_urns for step in plan.changes):
+            started = datetime.now(UTC)
+            with ui.progress("update") as on_event:
+                result = engine.up(on_event=on_event, exclude=sorted(held_urns) or None)
+            ui.message("success", f"stack {plan.stack} updated")
+            descriptor = seams.descriptor_from_outputs(result.outputs)
+            report.deploys = await_deploys(seams, descriptor, started)
+        else:
+            descriptor = seams.descriptor_from_outputs(engine.outputs())
         report.updated = True
-        ui.message("success", f"stack {plan.stack} updated")
-        descriptor = seams.descriptor_from_outputs(result.outputs)
-        report.deploys = await_deploys(seams, descriptor, started)
+        if held:
+            report.deploys += roll_env(engine, seams, descriptor, held)
     if skip_verify:
         ui.message("warning", "verification skipped (--skip-verify)")
         return report

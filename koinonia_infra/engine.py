@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +81,16 @@ class Engine(Protocol):
         config_file: Path | None = None,
     ) -> ChangePlan: ...
 
-    def up(self, *, on_event: EventSink | None = None) -> UpdateResult: ...
+    def up(
+        self,
+        *,
+        on_event: EventSink | None = None,
+        target: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+    ) -> UpdateResult:
+        """`target`: update only these URNs; `exclude`: everything but these (their changes
+        wait for a later update). Used to apply env changes one instance at a time."""
+        ...
 
     def outputs(self) -> dict[str, Any]: ...
 
@@ -477,11 +486,21 @@ class PulumiEngine:
                 ) from None
         return collector.plan(result.change_summary)
 
-    def up(self, *, on_event: EventSink | None = None) -> UpdateResult:
+    def up(
+        self,
+        *,
+        on_event: EventSink | None = None,
+        target: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+    ) -> UpdateResult:
         collector = StepCollector(self.stack_name)
         with translate_errors(self.stack_name, "up"):
             result = self._stack.up(
                 on_event=self._tee(collector, on_event),
+                # `pulumi up --target/--exclude` (pulumi/pulumi pkg/cmd/pulumi/operations/up.go):
+                # a resource left out keeps its previous state (a `same` step).
+                target=list(target) if target else None,
+                exclude=list(exclude) if exclude else None,
                 policy_packs=self._policy_packs,
                 color="never",
                 suppress_progress=True,

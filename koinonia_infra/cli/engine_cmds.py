@@ -12,9 +12,17 @@ from koinonia_infra.console import output
 from koinonia_infra.errors import EXIT_CODES_HELP
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
-    from koinonia_infra.deploy import DeployOutcome, DeployUI, Seams, VerifyOutcome
+    from koinonia_infra.deploy import (
+        ApplyEnv,
+        DeployOutcome,
+        DeployUI,
+        EnvRollout,
+        Seams,
+        VerifyOutcome,
+    )
     from koinonia_infra.descriptor import Descriptor
     from koinonia_infra.engine import Engine
     from koinonia_infra.settings import Settings
@@ -61,12 +69,43 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
         with client:
             return wait_for_deploys(client, descriptor, since=since, timeout=deploy_timeout)
 
+    def roll_env(
+        descriptor: Descriptor,
+        order: Sequence[int],
+        apply: ApplyEnv,
+        provider_deploys: Mapping[int, bool],
+    ) -> EnvRollout:
+        from koinonia_infra.deploy import roll_env_changes
+        from koinonia_infra.ops.common import SteadyRun, probe_health
+        from koinonia_infra.ops.guard import deployment_lock
+        from koinonia_infra.render_api import RenderClient
+
+        client = RenderClient.for_descriptor(descriptor)
+        if client is None:
+            raise EnvironmentProblem(
+                "no Render API key to roll out env changes: set RENDER_API_KEY"
+            )
+        # The same lock `rollout` and the drill take: none of them may overlap this one.
+        with client, deployment_lock(descriptor, "up (env changes)"):
+            return roll_env_changes(
+                descriptor,
+                order,
+                apply,
+                provider_deploys,
+                client=client,
+                start_traffic=SteadyRun,
+                probe=probe_health,
+                deploy_timeout=deploy_timeout,
+                on_event=output.info,
+            )
+
     return Seams(
         ui=ui,
         descriptor_from_outputs=describe,
         wait_for_deploys=wait,
         verify=lambda d: verify_deployment(d, settings, health_path),
         health=http_health(health_path),
+        roll_env=roll_env,
     )
 
 

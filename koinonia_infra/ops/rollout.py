@@ -119,6 +119,8 @@ class _Rollout:
         self.say = say
         self.attribute = Attributor(descriptor)
         self.current: RolloutStep | None = None
+        # How a step's deploy starts; default: trigger one (see run_rollout's `trigger`).
+        self.trigger: Callable[[RolloutStep], Deploy] | None = None
         self.guard: Guard | None = None
 
     def redeploy(self, step: RolloutStep) -> None:
@@ -131,7 +133,7 @@ class _Rollout:
             self.guard.descriptor = self.descriptor
             self.guard.require(f"deploy api-{n}", exclude=n)
         t0 = clock()
-        deploy = self.client.trigger_deploy(sid)
+        deploy = self.trigger(step) if self.trigger is not None else self.client.trigger_deploy(sid)
         if deploy.id == step.previous_deploy:
             deploy = self.await_new_deploy(step)
         step.deploy, step.deploy_status = deploy.id, deploy.status
@@ -249,6 +251,7 @@ def run_rollout(
     sleep: Sleep = time.sleep,
     refresh: Callable[[], Descriptor] | None = None,
     on_event: Callable[[str], None] | None = None,
+    trigger: Callable[[RolloutStep], Deploy] | None = None,
     resume_flags: str = "",
 ) -> RolloutReport:
     """Preflight refusals raise; once traffic has started every path ends in a report.
@@ -283,6 +286,8 @@ def run_rollout(
         refresh=refresh,
         say=on_event or (lambda _msg: None),
     )
+    # `up` applies an env change to one instance, which deploys it, instead of a bare deploy.
+    rollout.trigger = trigger
     rollout.guard = guard
 
     def run() -> None:

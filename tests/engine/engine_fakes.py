@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from koinonia_infra.deploy import (
     Step,
     UpdateResult,
     VerifyOutcome,
+    logical_name,
 )
 from koinonia_infra.descriptor import Descriptor, InstanceRef, parse_descriptor
 from koinonia_infra.errors import OperationFailed
@@ -142,6 +143,10 @@ class FakeEngine:
         self._after = outputs_after_up
         self.calls: list[str] = []
         self.preview_config_text: str | None = None
+        # What each `up` was limited to: ("target" | "exclude" | None, [logical names]).
+        self.ups: list[tuple[str | None, list[str]]] = []
+        # Runs on a targeted `up` with the logical names (e.g. the provider's deploy).
+        self.on_target: Callable[[list[str]], None] | None = None
 
     @property
     def stack_name(self) -> str:
@@ -160,10 +165,20 @@ class FakeEngine:
             raise self.preview_error
         return self.plan
 
-    def up(self, *, on_event: Any = None) -> UpdateResult:
+    def up(
+        self,
+        *,
+        on_event: Any = None,
+        target: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+    ) -> UpdateResult:
         self.calls.append("up")
+        names = [logical_name(u) for u in (target or exclude or [])]
+        self.ups.append(("target" if target else "exclude" if exclude else None, names))
         if self.up_error is not None:
             raise self.up_error
+        if target and self.on_target is not None:
+            self.on_target(names)
         if self._after is not None:
             self._outputs = self._after
         return UpdateResult(summary=dict(self.plan.summary), outputs=self._outputs)

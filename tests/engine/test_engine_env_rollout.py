@@ -1,0 +1,254 @@
+"""`up` applies env changes of running instances one instance at a time, health-gated.
+
+pulumi-render deploys a service right after every update of its EnvVarsForService, without
+waiting (provider/pkg/provider/provider.go, OnPostUpdate): left to the engine, one env change
+would redeploy every instance at once. The flow is run here against the simulated deployment of
+the ops tests (a fake Render API served to the real client, fake traffic and health), through the
+same rollout loop as `koinonia-infra rollout`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from engine_fakes import ENV, PG, WEB, FakeEngine, FakeUI, Recorder, plan_of
+
+from koinonia_infra.deploy import (
+    ApplyEnv,
+    ChangePlan,
+    EnvRollout,
+    Seams,
+    env_changes,
+    roll_env_changes,
+    run_up,
+)
+from koinonia_infra.descriptor import Descriptor
+from koinonia_infra.errors import EXIT_FAILED, OperationFailed
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ops"))
+from ops_fakes import World
+
+ENV_CHANGE = plan_of(
+    ("update", ENV, "api-1-env"), ("update", ENV, "api-2-env"), ("same", PG, "postgres")
+)
+
+
+def deploy_calls(world: World) -> list[str]:
+    return [
+        c
+        for c in world.calls
+        if c.startswith("apply") or (c.startswith("POST") and c.endswith("/deploys"))
+    ]
+
+
+def provider(
+    world: World, *, broken: frozenset[int] = frozenset(), deploys: bool = True
+) -> ApplyEnv:
+    """The targeted update of api-N-env as the real provider performs it: PUT env-vars, then
+    `POST /services/{id}/deploys` (OnPostUpdate). An instance in `broken` gets an env it cannot
+    boot with: it stops answering /health."""
+
+    def apply(number: int) -> None:
+        world.calls.append(f"apply {number}")
+        if deploys:
+            world.client().trigger_deploy(f"srv-{number}")
+        if number in broken:
+            world.instances[number].up = False
+
+    return apply
+
+
+def roll(
+    world: World,
+    order: Sequence[int],
+    apply: ApplyEnv,
+    provider_deploys: Mapping[int, bool],
+    *,
+    descriptor: Descriptor | None = None,
+) -> EnvRollout:
+    return roll_env_changes(
+        descriptor or world.descriptor(),
+        order,
+        apply,
+        provider_deploys,
+        client=world.client(),
+        start_traffic=world.start_traffic,
+        probe=world.probe,
+        sleep=world.sleep,
+        clock=world.clock,
+        grace=5.0,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Which changes are held back
+# ------------------------------------------------------------------------------------------
+
+
+def test_env_updates_of_running_instances_are_held_back() -> None:
+    held = env_changes(ENV_CHANGE)
+    assert {n: step.op for n, step in held.items()} == {1: "update", 2: "update"}
+    assert held[2].name == "api-2-env"
+
+
+def test_a_new_or_replaced_service_is_not_rolled_its_first_deploy_has_the_env() -> None:
+    plan = plan_of(
+        ("create", WEB, "api-3"),
+        ("create", ENV, "api-3-env"),
+        ("replace", WEB, "api-4"),
+        ("update", ENV, "api-4-env"),
+        ("update", ENV, "edge-env"),
+    )
+    assert env_changes(plan) == {}
+
+
+def test_an_adopted_service_getting_its_env_resource_is_rolled() -> None:
+    # EnvVarsForService's create PUTs without deploying (OnPostCreate): the adopted instance
+    # would keep running without the declared env until some later deploy.
+    plan = plan_of(("import", WEB, "api-1"), ("create", ENV, "api-1-env"))
+    assert {n: step.op for n, step in env_changes(plan).items()} == {1: "create"}
+
+
+# ------------------------------------------------------------------------------------------
+# The rollout itself
+# ------------------------------------------------------------------------------------------
+
+
+def test_each_instance_is_updated_then_deployed_and_healthy_before_the_next() -> None:
+    world = World()
+    outcome = roll(world, [2, 1], provider(world), {1: True, 2: True})
+    assert outcome.ok, outcome.error
+    # One deploy per instance, the provider's: the rollout starts none of its own.
+    assert deploy_calls(world) == [
+        "apply 2",
+        "POST /v1/services/srv-2/deploys",
+        "apply 1",
+        "POST /v1/services/srv-1/deploys",
+    ]
+    # Instance 1 is touched only after instance 2's deploy was followed to `live`.
+    first_apply_1 = world.calls.index("apply 1")
+    live_polls_2 = [
+        i for i, c in enumerate(world.calls) if c.startswith("GET /v1/services/srv-2/deploys/")
+    ]
+    assert live_polls_2
+    assert max(live_polls_2) < first_apply_1
+    assert [(d.service, d.status) for d in outcome.deploys] == [
+        ("svc-2", "live"),
+        ("svc-1", "live"),
+    ]
+
+
+def test_the_first_unhealthy_instance_stops_the_rollout_and_is_named() -> None:
+    world = World()
+    outcome = roll(world, [2, 1], provider(world, broken=frozenset({2})), {1: True, 2: True})
+    assert not outcome.ok
+    assert outcome.exit_code == EXIT_FAILED
+    assert outcome.error is not None
+    assert "api-2 (svc-2) not healthy" in outcome.error
+    assert "api-1 keep(s) the previous environment" in outcome.error
+    assert "\n" not in outcome.error
+    # Instance 1 never got the change: it keeps serving with the old environment.
+    assert "apply 1" not in world.calls
+    assert world.instances[1].up
+
+
+def test_a_create_on_an_existing_service_is_deployed_by_the_rollout() -> None:
+    world = World()
+    outcome = roll(world, [1], provider(world, deploys=False), {1: False})
+    assert outcome.ok, outcome.error
+    assert deploy_calls(world) == ["apply 1", "POST /v1/services/srv-1/deploys"]
+
+
+def test_a_provider_deploy_that_never_appears_is_triggered_after_the_grace() -> None:
+    # The provider only logs a warning when its deploy trigger fails (OnPostUpdate).
+    world = World()
+    outcome = roll(world, [2], provider(world, deploys=False), {2: True})
+    assert outcome.ok, outcome.error
+    assert deploy_calls(world) == ["apply 2", "POST /v1/services/srv-2/deploys"]
+
+
+# ------------------------------------------------------------------------------------------
+# Through `up`
+# ------------------------------------------------------------------------------------------
+
+
+def seams_on(
+    world: World, ui: FakeUI, rec: Recorder, broken: frozenset[int] = frozenset()
+) -> Seams:
+    seams = rec.seams(ui)
+
+    def descriptor(_outputs: object) -> Descriptor:
+        return world.descriptor()
+
+    seams.descriptor_from_outputs = descriptor
+
+    def roller(
+        descriptor: Descriptor,
+        order: Sequence[int],
+        apply: ApplyEnv,
+        provider_deploys: Mapping[int, bool],
+    ) -> EnvRollout:
+        return roll(world, order, apply, provider_deploys, descriptor=descriptor)
+
+    seams.roll_env = roller
+    return seams
+
+
+def engine_on(
+    world: World, plan: ChangePlan = ENV_CHANGE, broken: frozenset[int] = frozenset()
+) -> FakeEngine:
+    engine = FakeEngine(plan)
+    apply = provider(world, broken=broken)
+
+    def on_target(names: list[str]) -> None:
+        (name,) = names
+        apply(int(name.split("-")[1]))
+
+    engine.on_target = on_target
+    return engine
+
+
+def test_up_applies_an_env_change_one_instance_at_a_time() -> None:
+    world, ui, rec = World(), FakeUI(interactive=False), Recorder()
+    engine = engine_on(world)
+    report = run_up(engine, seams_on(world, ui, rec), yes=True, skip_verify=True)
+    # Only env changes: no main update; then one targeted update per instance, highest first.
+    assert engine.ups == [("target", ["api-2-env"]), ("target", ["api-1-env"])]
+    assert deploy_calls(world) == [
+        "apply 2",
+        "POST /v1/services/srv-2/deploys",
+        "apply 1",
+        "POST /v1/services/srv-1/deploys",
+    ]
+    assert [d.status for d in report.deploys] == ["live", "live"]
+    assert ("info", "applying env changes one instance at a time: api-2, api-1") in ui.messages
+
+
+def test_up_holds_env_changes_out_of_the_main_update() -> None:
+    world, ui, rec = World(), FakeUI(interactive=False), Recorder()
+    plan = plan_of(
+        ("update", WEB, "api-1"), ("update", ENV, "api-1-env"), ("update", ENV, "api-2-env")
+    )
+    engine = engine_on(world, plan)
+    run_up(engine, seams_on(world, ui, rec), yes=True, skip_verify=True)
+    assert engine.ups == [
+        ("exclude", ["api-1-env", "api-2-env"]),
+        ("target", ["api-2-env"]),
+        ("target", ["api-1-env"]),
+    ]
+    assert len(rec.waited) == 1  # the main update's deploys were awaited first
+
+
+def test_up_stops_at_the_first_unhealthy_instance_exit_1_naming_it() -> None:
+    world, ui, rec = World(), FakeUI(interactive=False), Recorder()
+    engine = engine_on(world, broken=frozenset({2}))
+    with pytest.raises(OperationFailed) as err:
+        run_up(engine, seams_on(world, ui, rec), yes=True)
+    assert err.value.exit_code == EXIT_FAILED
+    assert "api-2 (svc-2) not healthy" in err.value.message
+    assert "\n" not in err.value.message
+    assert engine.ups == [("target", ["api-2-env"])]
+    assert rec.verified == []
