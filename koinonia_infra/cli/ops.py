@@ -57,6 +57,33 @@ FormatOpt = Annotated[Format, typer.Option("--format", help="table, json or mark
 RateOpt = Annotated[
     float, typer.Option("--rate", min=1, max=5000, help="Requests per second through the edge.")
 ]
+# Deadlines: unset means the target's (Render's timings, koinonia:ops of the stack, or the
+# sandbox's profile; see koinonia_infra/ops/timing.py).
+SuspendTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--suspend-timeout",
+        min=1,
+        help="Seconds for the API to report the suspend (default: the target's timing).",
+    ),
+]
+DeployTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--deploy-timeout",
+        "--timeout",
+        min=1,
+        help="Seconds a deploy (a resume's too) may take to go live (default: the target's).",
+    ),
+]
+RejoinTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--rejoin-timeout",
+        min=1,
+        help="Seconds for the edge to route to a healthy instance again (default: the target's).",
+    ),
+]
 
 
 class _Report(Protocol):
@@ -211,6 +238,9 @@ def drill_failover(
     fmt: FormatOpt = Format.table,
     report_file: ReportOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    suspend_timeout: SuspendTimeoutOpt = None,
+    deploy_timeout: DeployTimeoutOpt = None,
+    rejoin_timeout: RejoinTimeoutOpt = None,
 ) -> None:
     """Suspend one instance under steady edge traffic, measure, resume it (always).
 
@@ -220,16 +250,25 @@ def drill_failover(
     from koinonia_infra.ops.drill import run_failover_drill
     from koinonia_infra.ops.guard import deployment_lock
     from koinonia_infra.ops.render import drill_markdown, drill_renderable
+    from koinonia_infra.ops.timing import resolve_timing
 
     _check_report_path(report_file)
     descriptor = _descriptor(stack, outputs, target, state_dir)
     inst = descriptor.instance(instance)
+    timing = resolve_timing(
+        descriptor,
+        from_stack=(stack or "prod") if outputs is None and target is None else None,
+        suspend_timeout=suspend_timeout,
+        deploy_timeout=deploy_timeout,
+        rejoin_timeout=rejoin_timeout,
+    )
     client = _client(descriptor, render_api_url, required="drill failover")
     _confirm(
         yes,
         f"Suspend api-{instance} ({inst.name}) for {duration:g}s under {rate:g} req/s?",
         what=f"drill failover suspends api-{instance} ({inst.name})",
     )
+    output.info(timing.summary())
     lock = deployment_lock(descriptor, f"drill failover --instance {instance}")
     with sigterm_as_interrupt(), client, lock:
         report = run_failover_drill(
@@ -242,6 +281,7 @@ def drill_failover(
             probe=probe_health,
             on_event=output.info,
             resume_flags=_flags(stack, outputs, target, state_dir),
+            timing=timing,
         )
     resumed = (
         "resumed"
@@ -267,9 +307,17 @@ def rollout(
             "--order", help="Instances in deploy order, e.g. 2,1 (default: highest first)."
         ),
     ] = None,
-    timeout: Annotated[
-        float, typer.Option("--timeout", min=1, help="Seconds each deploy may take to go live.")
-    ] = 900.0,
+    deploy_timeout: DeployTimeoutOpt = None,
+    rejoin_timeout: RejoinTimeoutOpt = None,
+    overlap: Annotated[
+        float | None,
+        typer.Option(
+            "--overlap",
+            min=0,
+            help="Seconds an old instance keeps serving after its new deploy is live "
+            "(default: the target's; Render: 60).",
+        ),
+    ] = None,
     rate: RateOpt = 200.0,
     stack: StackOpt = None,
     outputs: OutputsOpt = None,
@@ -288,10 +336,19 @@ def rollout(
     from koinonia_infra.ops.guard import deployment_lock
     from koinonia_infra.ops.render import rollout_markdown, rollout_renderable
     from koinonia_infra.ops.rollout import parse_order, run_rollout
+    from koinonia_infra.ops.timing import resolve_timing
 
     _check_report_path(report_file)
     descriptor = _descriptor(stack, outputs, target, state_dir)
     sequence = parse_order(order, descriptor)
+    timing = resolve_timing(
+        descriptor,
+        from_stack=(stack or "prod") if outputs is None and target is None else None,
+        suspend_timeout=None,
+        deploy_timeout=deploy_timeout,
+        rejoin_timeout=rejoin_timeout,
+        overlap=overlap,
+    )
     client = _client(descriptor, render_api_url, required="rollout")
     names = ", ".join(f"api-{n}" for n in sequence)
     _confirm(
@@ -299,6 +356,8 @@ def rollout(
         f"Redeploy {names} one at a time under {rate:g} req/s?",
         what=f"rollout redeploys {names}",
     )
+
+    output.info(timing.summary())
 
     def refresh() -> Descriptor:
         return _descriptor(stack, outputs, target, state_dir)
@@ -311,7 +370,7 @@ def rollout(
             start_traffic=SteadyRun,
             probe=probe_health,
             rate=rate,
-            deploy_timeout=timeout,
+            timing=timing,
             on_event=output.info,
             refresh=refresh if target is not None or outputs is not None else None,
             resume_flags=_flags(stack, outputs, target, state_dir),

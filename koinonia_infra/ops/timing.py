@@ -83,6 +83,15 @@ class OpsTiming:
         """From `live` until the previous instance is certainly gone."""
         return self.overlap_seconds + self.shutdown_delay_seconds
 
+    def summary(self) -> str:
+        """One line for the operator: which timings, and the deadlines that matter most."""
+        resume = "a deploy" if self.resume_creates_deploy else "a process start"
+        return (
+            f"{self.target} timing: suspend within {self.suspend_timeout_seconds:g}s, "
+            f"deploys live within {self.deploy_timeout_seconds:g}s, resume is {resume}, "
+            f"old instance gone {self.handover_seconds:g}s after live"
+        )
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["handover_seconds"] = self.handover_seconds
@@ -188,3 +197,29 @@ def timing_for(descriptor: Descriptor, settings: Settings | None = None) -> OpsT
     if is_sandbox(descriptor):
         return sandbox_timing(descriptor.sandbox_timing)
     return render_timing(settings)
+
+
+def resolve_timing(
+    descriptor: Descriptor,
+    *,
+    from_stack: str | None,
+    suspend_timeout: float | None = None,
+    deploy_timeout: float | None = None,
+    rejoin_timeout: float | None = None,
+    overlap: float | None = None,
+) -> OpsTiming:
+    """The CLI's order, like `verify`'s thresholds: the target's timings, then the stack file's
+    `koinonia:ops` (and its api/edge settings) when the deployment comes from a stack
+    (`from_stack` names it), then the flags."""
+    settings: Settings | None = None
+    if from_stack is not None and not is_sandbox(descriptor):
+        from koinonia_infra.project import stack_path
+        from koinonia_infra.settings import load_settings
+
+        settings = load_settings(stack_path(from_stack))
+    return timing_for(descriptor, settings).with_overrides(
+        suspend_timeout=suspend_timeout,
+        deploy_timeout=deploy_timeout,
+        rejoin_timeout=rejoin_timeout,
+        overlap=overlap,
+    )
