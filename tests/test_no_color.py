@@ -73,7 +73,7 @@ def env_for(project: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("args", ERROR_PATHS, ids=lambda a: " ".join(a))
+@pytest.mark.parametrize("args", ERROR_PATHS, ids=" ".join)
 def test_error_output_into_a_pipe_has_no_escape_sequence(project: Path, args: list[str]) -> None:
     result = subprocess.run(
         [str(CLI), *args],
