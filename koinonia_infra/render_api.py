@@ -80,12 +80,18 @@ class Service(_Model):
 
 
 class Deploy(_Model):
+    # The reference requires only `id` (schema `deploy` in Render's OpenAPI spec, as vendored in
+    # cloudy-sky-software/pulumi-render provider/cmd/pulumi-gen-render/openapi.yml).
     id: str
-    status: str
+    status: str = "unknown"
+    # One of the spec's deploy.trigger enum: `service_resumed` marks the deploy a resume starts.
+    trigger: str | None = None
     commit_id: str | None = None
     commit_message: str | None = None
+    image_ref: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    started_at: datetime | None = None
     finished_at: datetime | None = None
 
     @model_validator(mode="before")
@@ -97,6 +103,9 @@ class Deploy(_Model):
             data = {**data}
             data.setdefault("commitId", commit.get("id"))
             data.setdefault("commitMessage", commit.get("message"))
+        # Image-backed services deploy an image: {"image": {"ref", "sha", …}}, no commit.
+        if isinstance(data, dict) and isinstance(data.get("image"), dict):
+            data = {**data, "imageRef": data["image"].get("ref")}
         return data
 
     @property
@@ -145,12 +154,16 @@ class RenderClient:
         retry_deadline: float = 60.0,
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
+        wall: Clock = time.time,
     ) -> None:
         self.base_url = (base_url or DEFAULT_RENDER_API_URL).rstrip("/")
         self.host = httpx.URL(self.base_url).host or self.base_url
         self.retry_deadline = retry_deadline
         self._sleep = sleep
         self._clock = clock
+        # Epoch seconds: Render's `Ratelimit-Reset` is "the time at which the current rate limit
+        # window resets in UTC Epoch Seconds" (https://api-docs.render.com/reference/rate-limiting).
+        self._wall = wall
         headers = {"Accept": "application/json", "User-Agent": "koinonia-infra"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -251,7 +264,7 @@ class RenderClient:
             return response
 
     def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
-        asked = None if response is None else _retry_after_seconds(response, time.time())
+        asked = None if response is None else _retry_after_seconds(response, self._wall())
         if asked is not None:
             # The server knows when the window resets; a little jitter avoids a thundering herd.
             return asked + random.uniform(0, min(1.0, 0.1 + asked * 0.1))

@@ -229,6 +229,9 @@ def instance_for_upstream(descriptor: Descriptor, upstream: str | None) -> Insta
             f"api-{inst.number}",
             inst.name,
             inst.service_id,
+            # The sandbox's edge dials each instance's loopback `url`: nothing there resolves
+            # the `<slug>:<port>` private address (koinonia_infra/sandbox/supervisor.py).
+            urlsplit(inst.url).netloc,
         ):
             return inst
     return None

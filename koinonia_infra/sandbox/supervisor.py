@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -61,10 +62,9 @@ from koinonia_infra.settings import ApiSettings, EdgeSettings
 from koinonia_infra.targets import sandbox_descriptor_path
 
 START_HEALTH_TIMEOUT = 30.0
-DEPLOY_HEALTH_TIMEOUT = float(os.environ.get("KOINONIA_SANDBOX_DEPLOY_TIMEOUT", "8"))
+# Overrides the profile's health timeout (koinonia_infra/sandbox/timing.py) when set.
+DEPLOY_HEALTH_TIMEOUT_ENV = "KOINONIA_SANDBOX_DEPLOY_TIMEOUT"
 STOP_TIMEOUT = 12.0
-# Render's build step has no local equivalent; a short pause keeps the status sequence observable.
-SIMULATED_BUILD_SECONDS = 0.3
 
 
 def _free_port() -> int:
@@ -117,6 +117,10 @@ class Supervisor:
     ) -> None:
         self.state_dir = state_dir
         self.timing = timing or profile(None)
+        if os.environ.get(DEPLOY_HEALTH_TIMEOUT_ENV):
+            self.timing = dataclasses.replace(
+                self.timing, health_timeout_seconds=float(os.environ[DEPLOY_HEALTH_TIMEOUT_ENV])
+            )
         self.numbers = numbers
         self.emit = emit
         self.bins: Binaries = find_binaries()
@@ -339,6 +343,10 @@ class Supervisor:
             url=f"http://127.0.0.1:{port}",
             port=port,
             number=number,
+            build_command=self.api.build_command or "",
+            start_command=self.api.start_command or "",
+            health_check_path=self.api.health_check_path,
+            plan=self.api.plan,
             env={
                 "DATABASE_URL": db_url,
                 "REDIS_URL": redis_url,
@@ -366,14 +374,21 @@ class Supervisor:
             kind="edge",
             url=f"http://127.0.0.1:{port}",
             port=port,
+            # Image-backed, as on Render: the service reports `imagePath`, its deploys `image`.
+            image=self.edge_settings.image,
+            # Empty: the image's own CMD, as a Render image service without a docker command.
+            start_command="",
+            health_check_path=EDGE_SELF_HEALTH_PATH,
+            plan=self.edge_settings.plan,
         )
         deploy = Deploy(
             id=render_id("dep"),
             status="update_in_progress",
-            commit_id=secrets.token_hex(20),
+            commit_id="",
             commit_message="sandbox edge",
             trigger="new_commit",
             env={},
+            image=edge.image,
         )
         deploy.set_status("live")
         edge.deploys.append(deploy)
@@ -475,7 +490,11 @@ class Supervisor:
                 name=s.name,
                 service_id=s.id,
                 url=s.url,
-                private_address=f"127.0.0.1:{s.port}",
+                # Render's form, `<slug>:<port>` (the slug is never the name). The sandbox's
+                # edge dials the loopback address of `url` instead: nothing resolves the slug
+                # here without root (/etc/hosts) or a DNS server, and Caddy's static upstreams
+                # resolve through the system resolver.
+                private_address=f"{s.slug}:{s.port}",
             )
             for s in self.services.values()
             if s.kind == "instance" and s.number is not None
@@ -573,7 +592,8 @@ class Supervisor:
             async with service.busy:
                 await asyncio.sleep(0.05)
                 deploy.set_status("build_in_progress")
-                await asyncio.sleep(SIMULATED_BUILD_SECONDS)
+                # Render's build has no local equivalent: the profile's pause stands for it.
+                await asyncio.sleep(self.timing.build_seconds)
                 deploy.set_status("update_in_progress")
                 ok = await (
                     self._deploy_edge(fail)
@@ -614,8 +634,9 @@ class Supervisor:
         self.children[f"{role}-next"] = new
         self.save_state()
         healthy = await self._wait_healthy(
-            control_port, new, fail or DEPLOY_HEALTH_TIMEOUT, self.api.health_check_path
-        )
+            control_port, new, fail or self.timing.health_timeout_seconds,
+            service.health_check_path,
+        )  # fmt: skip
         del self.children[f"{role}-next"]
         if not healthy:
             # Render's behaviour: the new version never takes traffic, the old keeps serving.
@@ -626,10 +647,38 @@ class Supervisor:
         self.children[role] = new
         os.kill(new.pid, signal.SIGUSR1)
         self.save_state()
-        if old is not None:
+        if old is not None and self.timing.overlap_seconds > 0:
+            # Render keeps the old instance 60 s after the switch, then SIGTERM: the deploy is
+            # already `live` meanwhile. (Here the old process still shares the socket during
+            # the overlap, so it may answer some requests; on Render it gets no new ones.)
+            retiring = f"{role}-old-{old.pid}"
+            self.children[retiring] = old
+            self.save_state()
+            self._background(self._retire(retiring, old))
+        elif old is not None:
             await self._stop(old)
         self.save_state()
         return True
+
+    async def _retire(self, role: str, proc: asyncio.subprocess.Process) -> None:
+        await asyncio.sleep(self.timing.overlap_seconds)
+        await self._stop(proc)
+        if self.children.get(role) is proc:
+            del self.children[role]
+        self.save_state()
+
+    def add_service(self, service: Service) -> None:
+        """A web service created through POST /services: the next instance number, its own
+        loopback port and socket; its first deploy (run_deploy) starts its process."""
+        taken = [s.number for s in self.services.values() if s.number is not None]
+        number = max([*taken, 0]) + 1
+        sock = _listening_socket()
+        port: int = sock.getsockname()[1]
+        self.sockets[number] = sock
+        self.ports[f"api-{number}"] = port
+        service.number = number
+        service.port = port
+        service.url = f"http://127.0.0.1:{port}"
 
 
 class Emitter:

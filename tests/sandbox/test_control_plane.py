@@ -4,6 +4,7 @@ fake backend (fast), then against the real sandbox (real process effects)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from koinonia_infra.sandbox.control_plane import (
     render_id,
 )
 from koinonia_infra.sandbox.state import ProcessRecord, is_alive, read_state
+from koinonia_infra.sandbox.timing import FAST
 
 integration = pytest.mark.integration
 TOKEN = "sandbox-token-0123456789"
@@ -36,6 +38,7 @@ class FakeBackend:
     """Records what the control plane asked for; a deploy waits for `release` before finishing."""
 
     def __init__(self) -> None:
+        self.timing = FAST
         self.services: dict[str, Service] = {}
         self.actions: list[str] = []
         self.release = asyncio.Event()
@@ -70,6 +73,9 @@ class FakeBackend:
         deploy.set_status("build_in_progress")
         await self.release.wait()
         deploy.set_status("update_failed" if fail is not None else "live")
+
+    def add_service(self, service: Service) -> None:
+        raise AssertionError("not used here")
 
 
 class Served:
@@ -130,11 +136,10 @@ def test_services_read_through_the_client_in_render_shapes(plane: Served) -> Non
         found = api.find_services("koinonia-sms-backend-2")
         assert [s.id for s in found] == [plane.backend.instance(2).id]
         svc = api.get_service(found[0].id)
-        assert (svc.name, svc.slug, svc.suspended) == (
-            "koinonia-sms-backend-2",
-            "koinonia-sms-backend-2",
-            "not_suspended",
-        )
+        assert (svc.name, svc.suspended) == ("koinonia-sms-backend-2", "not_suspended")
+        # Render's shape, `<name>-<4 lowercase alphanumerics>`: never the name itself.
+        assert svc.slug is not None
+        assert re.fullmatch(r"koinonia-sms-backend-2-[a-z0-9]{4}", svc.slug)
         assert svc.url == "http://127.0.0.1:8002"
         assert api.env_vars(svc.id)["NODE_ENV"] == "production"
         with pytest.raises(RenderApiError, match="srv-nope0000 not found"):
@@ -276,21 +281,18 @@ def test_services_in_render_shapes(
     inst = sandbox.descriptor.instance(1)
     service = api.get(f"/services/{inst.service_id}").json()
     assert service["suspended"] == "not_suspended"
-    assert service["slug"] == inst.name
+    assert re.fullmatch(re.escape(inst.name) + r"-[a-z0-9]{4}", service["slug"])
     assert service["serviceDetails"]["url"] == inst.url
+    # The descriptor's private address is Render's `<slug>:<port>`, for the instance's port.
+    assert (
+        inst.private_address
+        == f"{service['slug']}:{service['serviceDetails']['openPorts'][0]['port']}"
+    )
 
     deploys = api.get(f"/services/{inst.service_id}/deploys", params={"limit": 1}).json()
     deploy = deploys[0]["deploy"]
     assert deploy["status"] == "live"
-    assert set(deploy) >= {
-        "id",
-        "status",
-        "commit",
-        "createdAt",
-        "updatedAt",
-        "finishedAt",
-        "trigger",
-    }
+    assert set(deploy) >= {"id", "status", "commit", "createdAt", "updatedAt", "trigger"}
     assert set(deploy["commit"]) >= {"id", "message"}
     # Both services build the same branch: they start on the same commit.
     other = sandbox.descriptor.instance(2).service_id
@@ -336,7 +338,8 @@ def test_suspend_stops_the_process_and_resume_starts_it(
             assert time.monotonic() < deadline, "resumed instance never became healthy"
             time.sleep(0.1)
     assert traffic.failed == [], f"edge failed {len(traffic.failed)} of {traffic.total}"
-    assert set(during) == {sandbox.descriptor.instance(2).private_address}
+    # The edge names the upstream it dialled: instance 2's loopback address (its `url`).
+    assert set(during) == {sandbox.descriptor.instance(2).url.removeprefix("http://")}
     after = _record(sandbox.state_dir, "api-1")
     assert after is not None
     assert after.pid != before.pid
