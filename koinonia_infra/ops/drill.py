@@ -361,9 +361,10 @@ def run_failover_drill(
 ) -> DrillReport:
     """Run the drill; preflight refusals raise, anything after traffic starts ends in a report.
     `resume_flags` name the deployment in the `resume` command suggested to the user."""
-    target = _preflight(descriptor, client, instance, probe, resume_flags)
     guard = Guard(descriptor, client, probe, flags=resume_flags, interval=watch_interval)
-    guard.require(f"suspend api-{instance}", exclude=instance)
+    # Suspended or deploying instances first (K too): those refusals say how to bring them back.
+    guard.require(f"suspend api-{instance}", exclude=None, health=False)
+    target = _preflight(descriptor, client, instance, probe, resume_flags)
     traffic = start_traffic(descriptor.edge_url, rate)
     drill = _Drill(
         descriptor,

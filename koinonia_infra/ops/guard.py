@@ -149,9 +149,9 @@ class Guard:
         """Refuse `action` unless every instance but `exclude` is in service."""
         found = self.problems(exclude=exclude, health=health)
         if found:
-            others = "the other instances are" if exclude is not None else "every instance is"
+            others = "the other instances" if exclude is not None else "every instance"
             raise OperationFailed(
-                f"refusing to {action}: it needs {others} in service, and "
+                f"refusing to {action}: {others} must be in service, and "
                 f"{len(found)} {'is' if len(found) == 1 else 'are'} not",
                 lines=[p.text for p in found],
             )
