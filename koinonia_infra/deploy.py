@@ -596,6 +596,7 @@ def roll_env(
     )
 
     def apply(number: int) -> None:
+        ui.message("info", f"api-{number}: applying its env change ({changes[number].name})")
         with ui.progress("update") as on_event:
             engine.up(on_event=on_event, target=[changes[number].urn])
 

@@ -319,6 +319,23 @@ def test_stub_up_passes_yes_and_skips_secrets(
     assert SENTINEL not in _all(result)
 
 
+def test_stub_up_passes_target_and_exclude_urns(stub: dict[str, Path]) -> None:
+    # `up` holds env changes out of the main update and applies them one targeted update at a
+    # time: the URNs must reach the engine's own flags.
+    from koinonia_infra.engine import open_stack
+
+    env2 = "urn:pulumi:prod::koinonia::render:services:EnvVarsForService::api-2-env"
+    engine = open_stack("prod", project_dir=stub["project"])
+    engine.up(exclude=[env2])
+    engine.up(target=[env2])
+    argvs = [c["argv"] for c in _calls(stub["log"])]
+    held, targeted = [a for a in argvs if "up" in a and "--skip-preview" in a]
+    assert held[held.index("--exclude") + 1] == env2
+    assert "--target" not in held
+    assert targeted[targeted.index("--target") + 1] == env2
+    assert "--exclude" not in targeted
+
+
 def test_stub_locked_stack_exits_4(stub: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STUB_EXIT", "255")
     monkeypatch.setenv("STUB_STDERR", "error: the stack is currently locked by 1 lock(s)")

@@ -224,7 +224,14 @@ def test_up_applies_an_env_change_one_instance_at_a_time() -> None:
         "POST /v1/services/srv-1/deploys",
     ]
     assert [d.status for d in report.deploys] == ["live", "live"]
-    assert ("info", "applying env changes one instance at a time: api-2, api-1") in ui.messages
+    infos = [text for level, text in ui.messages if level == "info"]
+    assert infos[infos.index("applying env changes one instance at a time: api-2, api-1") :][
+        :3
+    ] == [
+        "applying env changes one instance at a time: api-2, api-1",
+        "api-2: applying its env change (api-2-env)",
+        "api-1: applying its env change (api-1-env)",
+    ]
 
 
 def test_up_holds_env_changes_out_of_the_main_update() -> None:
@@ -252,3 +259,24 @@ def test_up_stops_at_the_first_unhealthy_instance_exit_1_naming_it() -> None:
     assert "\n" not in err.value.message
     assert engine.ups == [("target", ["api-2-env"])]
     assert rec.verified == []
+
+
+def test_cli_up_exits_1_with_one_line_naming_the_unhealthy_instance(
+    monkeypatch: pytest.MonkeyPatch, project: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from koinonia_infra.cli import app, engine_cmds
+
+    world, rec = World(), Recorder()
+    engine = engine_on(world, broken=frozenset({2}))
+    monkeypatch.delenv("KOINONIA_DEBUG", raising=False)
+    monkeypatch.setattr(engine_cmds, "open_engine", lambda stack, **_: engine)
+    monkeypatch.setattr(engine_cmds, "build_seams", lambda stack, ui, **_: seams_on(world, ui, rec))
+    result = CliRunner().invoke(app, ["up", "--yes"])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if "not healthy" in line]
+    assert len(errors) == 1
+    assert "api-2 (svc-2)" in errors[0]
+    assert "api-1 keep(s) the previous environment" in errors[0]
+    assert "Traceback" not in result.stderr
