@@ -18,6 +18,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
 
@@ -39,6 +40,8 @@ DEPLOY_FAILURE: Final = frozenset(
 DEPLOY_TERMINAL: Final = DEPLOY_SUCCESS | DEPLOY_FAILURE | {"deactivated"}
 
 API_KEY_ENV_VARS: Final = ("RENDER_API_KEY", "RENDER_APIKEY")
+# An explicit choice of API endpoint (like `--render-api-url`): the user's key may go there.
+API_URL_ENV_VAR: Final = "RENDER_API_URL"
 PAGE_LIMIT: Final = 100
 
 M = TypeVar("M", bound=BaseModel)
@@ -141,6 +144,36 @@ def _retry_after_seconds(response: httpx.Response, now_epoch: float) -> float | 
     return None
 
 
+@dataclass(frozen=True)
+class ApiAccess:
+    """Where the Render API is called and with which key; `repr` never shows the key."""
+
+    url: str
+    key: str = field(repr=False)
+
+
+def api_access(descriptor: Descriptor | None, flag_url: str | None = None) -> ApiAccess | None:
+    """The one rule, for every command, deciding which key goes to which URL (None: no key).
+
+    - A descriptor that carries its own token (the sandbox writes its control plane's into its
+      mode-0600 state dir) sends that token to its own `renderApiUrl`, or to `flag_url`.
+    - Otherwise the user's key (`RENDER_API_KEY` / `RENDER_APIKEY`) goes to `flag_url`
+      (`--render-api-url`), else `$RENDER_API_URL`, else Render's API. Never to a URL read from
+      a descriptor: a descriptor from a pull request, an artifact or a chat message could name a
+      server that collects the production key.
+    """
+    if descriptor is not None and descriptor.render_api_key is not None:
+        own = descriptor.render_api_key.get_secret_value()
+        if own:
+            url = flag_url or descriptor.render_api_url or DEFAULT_RENDER_API_URL
+            return ApiAccess(url, own)
+    key = next((os.environ[v] for v in API_KEY_ENV_VARS if os.environ.get(v)), None)
+    if not key:
+        return None
+    url = flag_url or os.environ.get(API_URL_ENV_VAR) or DEFAULT_RENDER_API_URL
+    return ApiAccess(url, key)
+
+
 class RenderClient:
     """Bearer-authenticated client; 429 and 5xx are retried with backoff up to `retry_deadline`."""
 
@@ -179,20 +212,11 @@ class RenderClient:
     def for_descriptor(
         cls, descriptor: Descriptor, base_url: str | None = None, **kwargs: Any
     ) -> RenderClient | None:
-        """Client for a deployment, or None when no API key is available.
-
-        A descriptor that carries its own key (the sandbox's token) is answered at its own URL:
-        `$RENDER_API_URL` is for the user's Render key and must not receive that token.
-        """
-        if descriptor.render_api_key is not None:
-            key: str | None = descriptor.render_api_key.get_secret_value()
-            url = base_url or descriptor.render_api_url
-        else:
-            key = next((os.environ[v] for v in API_KEY_ENV_VARS if os.environ.get(v)), None)
-            url = base_url or os.environ.get("RENDER_API_URL") or descriptor.render_api_url
-        if not key:
+        """Client for a deployment, or None when no API key is available (see `api_access`)."""
+        access = api_access(descriptor, base_url)
+        if access is None:
             return None
-        return cls(url or DEFAULT_RENDER_API_URL, key, **kwargs)
+        return cls(access.url, access.key, **kwargs)
 
     def close(self) -> None:
         self._http.close()
@@ -371,6 +395,43 @@ class RenderClient:
                 result[key] = value if isinstance(value, str) else ""
         return result
 
+    # -- adopt: raw reads of what production runs -------------------------------------------
+    # Raw JSON on purpose: `adopt` compares these answers field by field with the shapes of
+    # Render's spec (cloudy-sky-software/pulumi-render, openapi_generated.yml: service,
+    # postgresDetail, keyValueDetail; list items wrap them as {"postgres"|"keyValue", "cursor"}).
+
+    def service_json(self, service_id: str) -> dict[str, Any]:
+        return _object(
+            self._get_json(f"/services/{service_id}", service_id=service_id),
+            f"GET /services/{service_id}",
+            self.host,
+        )
+
+    def services_named(self, name: str) -> list[dict[str, Any]]:
+        return list(self._paginate("/services", "service", name=name))
+
+    def postgres_named(self, name: str) -> list[dict[str, Any]]:
+        return list(self._paginate("/postgres", "postgres", name=name))
+
+    def postgres_json(self, postgres_id: str) -> dict[str, Any]:
+        data = self._get_json(
+            f"/postgres/{postgres_id}", not_found=f"Render Postgres {postgres_id}"
+        )
+        return _object(data, f"GET /postgres/{postgres_id}", self.host)
+
+    def key_values_named(self, name: str) -> list[dict[str, Any]]:
+        return list(self._paginate("/key-value", "keyValue", name=name))
+
+    def key_value_json(self, key_value_id: str) -> dict[str, Any]:
+        data = self._get_json(
+            f"/key-value/{key_value_id}", not_found=f"Render Key Value {key_value_id}"
+        )
+        return _object(data, f"GET /key-value/{key_value_id}", self.host)
+
+    def env_var_keys(self, service_id: str) -> list[str]:
+        """The keys only: callers that must never hold a value (adopt) never receive one."""
+        return sorted(self.env_vars(service_id))
+
     # -- deploys ---------------------------------------------------------------------------
 
     def list_deploys(self, service_id: str, limit: int = 20) -> list[Deploy]:
@@ -473,3 +534,9 @@ def _parse(model: type[M], data: Any, what: str, host: str) -> M:
         raise RenderApiError(
             f"Render API at {host}: unexpected answer for {what}: {loc}: {first['msg']}"
         ) from None
+
+
+def _object(data: Any, what: str, host: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise RenderApiError(f"Render API at {host}: {what}: expected a JSON object")
+    return data

@@ -309,9 +309,10 @@ def test_for_descriptor_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert RenderClient.for_descriptor(descriptor()) is None
 
     monkeypatch.setenv("RENDER_APIKEY", "k-env")
+    # The user's key never goes to a URL read from a descriptor (a file anyone can hand over).
     api = RenderClient.for_descriptor(descriptor(renderApiUrl="http://desc.test/v1"))
     assert api is not None
-    assert api.base_url == "http://desc.test/v1"
+    assert api.base_url == "https://api.render.com/v1"
 
     monkeypatch.setenv("RENDER_API_URL", "http://env.test/v1")
     api = RenderClient.for_descriptor(descriptor(renderApiUrl="http://desc.test/v1"))

@@ -46,7 +46,8 @@ ApiUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--render-api-url",
-        help="Render API base URL (default: $RENDER_API_URL, the descriptor's, or Render's).",
+        help="Render API base URL for RENDER_API_KEY (default: $RENDER_API_URL, else Render's; "
+        "never a URL read from a descriptor).",
     ),
 ]
 ReportOpt = Annotated[

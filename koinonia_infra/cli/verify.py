@@ -130,7 +130,8 @@ def verify(
         typer.Option(
             "--render-api-url",
             metavar="URL",
-            help="Render API base URL (default: RENDER_API_URL, the descriptor's, or Render's).",
+            help="Render API base URL for RENDER_API_KEY (default: $RENDER_API_URL, else "
+            "Render's; never a URL read from a descriptor).",
         ),
     ] = None,
 ) -> None:
@@ -176,6 +177,11 @@ def verify(
             output.text(f"✗ {check.id} {check.target}: {check.reason}")
     if report is not None:
         output.info(f"sign-off written to {report}")
+    from koinonia_infra.ops.guard import suspended_hints, suspended_in_verify, target_flags
+
+    flags = target_flags(stack=stack, outputs=outputs, target=target, state_dir=state_dir)
+    for hint in suspended_hints(suspended_in_verify(result), flags):
+        output.warning(hint)
     if not result.passed:
         failed = result.failed
         names = ", ".join(f"{c.id} {c.target}" for c in failed[:6])

@@ -108,6 +108,8 @@ def test_status_with_unreachable_api_reports_it_per_service(
     outputs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RENDER_API_KEY", "rnd_secret_value")
+    # The user's key goes to an endpoint the user chose, never to the descriptor's renderApiUrl.
+    monkeypatch.setenv("RENDER_API_URL", "http://127.0.0.1:9/v1")
     result = CliRunner().invoke(app, ["status", "--outputs", str(outputs), "--format", "json"])
     assert result.exit_code == 0
     data = json.loads(result.stdout)
