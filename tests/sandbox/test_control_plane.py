@@ -434,3 +434,79 @@ def test_env_vars_list_and_put_reach_the_next_deploy(
     assert {i["envVar"]["key"]: i["envVar"]["value"] for i in other}["NODE_ENV"] == "production"
     bad = api.put(f"/services/{inst.service_id}/env-vars/NODE_ENV", json={"nope": 1})
     assert bad.status_code == 400
+
+
+def _env_of(api: httpx.Client, service_id: str) -> dict[str, str]:
+    items = api.get(f"/services/{service_id}/env-vars", params={"limit": 100}).json()
+    return {i["envVar"]["key"]: i["envVar"]["value"] for i in items}
+
+
+@integration
+def test_bulk_env_put_restarts_nothing_and_the_next_deploy_runs_with_it(
+    sandbox: Any, api: httpx.Client
+) -> None:
+    inst = sandbox.descriptor.instance(2)
+    before = _record(sandbox.state_dir, "api-2")
+    assert before is not None
+    env = _env_of(api, inst.service_id) | {"NODE_ENV": "bulk-staging"}
+    # What pulumi-render's EnvVarsForService sends: the whole set, a top-level array.
+    put = api.put(
+        f"/services/{inst.service_id}/env-vars",
+        json=[{"key": k, "value": v} for k, v in env.items()],
+    )
+    assert put.status_code == 200
+    assert {i["envVar"]["key"]: i["envVar"]["value"] for i in put.json()} == env
+    time.sleep(1.0)
+    # Nothing restarted and no deploy started: the running process keeps its env.
+    now = _record(sandbox.state_dir, "api-2")
+    assert now is not None
+    assert now.pid == before.pid
+    assert _health(inst.url).json()["environment"] == "production"
+    deploys = api.get(f"/services/{inst.service_id}/deploys").json()
+    assert [d["deploy"]["status"] for d in deploys] == ["live"]
+
+    deploy = api.post(f"/services/{inst.service_id}/deploys", json={}).json()
+    assert _wait_deploy(api, inst.service_id, deploy["id"])[-1] == "live"
+    assert _health(inst.url).json()["environment"] == "bulk-staging"
+
+
+@integration
+def test_a_new_service_boots_with_the_env_given_at_creation_not_the_env_put_after(
+    sandbox: Any, api: httpx.Client
+) -> None:
+    """The race pulumi-render runs into: it creates the WebService, then PUTs its env vars;
+    Render has already started the first deploy with the env given at creation."""
+    shared = _env_of(api, sandbox.descriptor.instance(1).service_id)
+    created_env = {
+        "DATABASE_URL": shared["DATABASE_URL"],
+        "REDIS_URL": shared["REDIS_URL"],
+        "NODE_ENV": "at-creation",
+        "KOINONIA_INSTANCE": "api-3",
+    }
+    created = api.post(
+        "/services",
+        json={
+            "type": "web_service",
+            "name": "koinonia-sms-backend-3",
+            "ownerId": "tea-sandbox0000000000000",
+            "envVars": [{"key": k, "value": v} for k, v in created_env.items()],
+            "serviceDetails": {"runtime": "node", "healthCheckPath": "/health"},
+        },
+    )
+    assert created.status_code == 201, created.text
+    service, deploy_id = created.json()["service"], created.json()["deployId"]
+    late = [{"key": k, "value": v} for k, v in (created_env | {"NODE_ENV": "put-later"}).items()]
+    assert api.put(f"/services/{service['id']}/env-vars", json=late).status_code == 200
+
+    seen = _wait_deploy(api, service["id"], deploy_id)
+    assert seen[-1] == "live", seen
+    url = service["serviceDetails"]["url"]
+    health = _health(url).json()
+    assert (health["environment"], health["instance"]) == ("at-creation", "api-3")
+    first = api.get(f"/services/{service['id']}/deploys/{deploy_id}").json()
+    assert first["trigger"] == "new_commit"
+
+    # The env PUT after creation reaches the process with the next deploy, not before.
+    deploy = api.post(f"/services/{service['id']}/deploys", json={}).json()
+    assert _wait_deploy(api, service["id"], deploy["id"])[-1] == "live"
+    assert _health(url).json()["environment"] == "put-later"
