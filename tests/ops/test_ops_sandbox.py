@@ -38,6 +38,16 @@ def latest_deploy(sandbox: Any, service_id: str) -> dict[str, Any]:
     return dict(page[0]["deploy"])
 
 
+# The drill and the rollout run under both sandbox profiles: the fast default, and `render`,
+# Render's sequence with scaled delays (asynchronous suspend, resume as a deploy, the old
+# instance kept after the switch; koinonia_infra/sandbox/timing.py).
+PROFILES = pytest.mark.parametrize("profile", ["fast", "render"])
+
+
+def started(request: pytest.FixtureRequest, profile: str) -> Any:
+    return request.getfixturevalue("sandbox" if profile == "fast" else "render_timed_sandbox")
+
+
 def invoke(args: list[str]) -> Any:
     result = CliRunner().invoke(app, args)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -65,7 +75,11 @@ def test_status_shows_both_instances_live_and_the_edge(sandbox: Any) -> None:
     assert table.stdout.count("live") == 3
 
 
-def test_drill_failover_on_a_healthy_sandbox(sandbox: Any, tmp_path: Path) -> None:
+@PROFILES
+def test_drill_failover_on_a_healthy_sandbox(
+    request: pytest.FixtureRequest, profile: str, tmp_path: Path
+) -> None:
+    sandbox = started(request, profile)
     report_file = tmp_path / "drill.md"
     sid = sandbox.descriptor.instance(1).service_id
     # Suspended longer than the edge's fail_duration (3 s by default), so the rejoin measures the
@@ -92,7 +106,20 @@ def test_drill_failover_on_a_healthy_sandbox(sandbox: Any, tmp_path: Path) -> No
     assert data["resumed"] is True
     assert data["suspended"] is True
     assert data["secondsToRejoin"] is not None
-    assert data["secondsToRejoin"] <= 10
+    # The deadlines were the sandbox profile's, and the measured times are reported.
+    timing = data["timing"]
+    assert timing["target"] == f"sandbox ({profile})"
+    assert data["secondsToSuspended"] is not None
+    assert data["secondsToSuspended"] <= timing["suspendTimeoutSeconds"]
+    assert data["secondsToHealthy"] is not None
+    if profile == "render":
+        # Resume is a deploy there: listed, followed to live, before the instance serves.
+        assert data["resumeDeploy"] is not None
+        assert data["secondsToResumeLive"] is not None
+        assert data["secondsToRejoin"] >= data["secondsToResumeLive"]
+        deploy = api_get(sandbox, f"/services/{sid}/deploys/{data['resumeDeploy']}")
+        assert deploy["trigger"] == "service_resumed"
+        assert deploy["status"] == "live"
     assert data["servedByWhileSuspended"].get("api-1", 0) == 0
     assert data["servedByWhileSuspended"]["api-2"] > 0
     events = [e["event"] for e in data["timeline"]]
@@ -167,7 +194,11 @@ def test_a_signal_mid_drill_resumes_the_instance(sandbox: Any, sig: signal.Signa
         time.sleep(0.2)
 
 
-def test_rollout_redeploys_every_instance_without_failed_requests(sandbox: Any) -> None:
+@PROFILES
+def test_rollout_redeploys_every_instance_without_failed_requests(
+    request: pytest.FixtureRequest, profile: str
+) -> None:
+    sandbox = started(request, profile)
     before = {
         i.number: latest_deploy(sandbox, i.service_id)["id"] for i in sandbox.descriptor.instances
     }
@@ -183,6 +214,12 @@ def test_rollout_redeploys_every_instance_without_failed_requests(sandbox: Any) 
         assert now["id"] != before[inst.number]
     # Both instances serve through the edge again, with the API's view agreeing.
     assert set(data["servedBy"]) == {"api-1", "api-2"}
+    # Each instance was held through the profile's overlap and shutdown delay before the next.
+    assert data["timing"]["target"] == f"sandbox ({profile})"
+    handover = data["timing"]["handoverSeconds"]
+    for step in data["steps"]:
+        assert step["secondsHandover"] is not None
+        assert step["secondsHandover"] >= handover
 
 
 def test_a_deploy_that_never_gets_healthy_stops_the_rollout(sandbox: Any) -> None:
