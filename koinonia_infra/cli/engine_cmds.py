@@ -131,6 +131,11 @@ def verify_deployment(
         settings.verify if settings else None, use_environment=True, health_path=health_path
     )
     report = run_verify(descriptor, options, on_progress=output.info)
+    from koinonia_infra.ops.guard import suspended_hints, suspended_in_verify, target_flags
+
+    flags = target_flags(stack=descriptor.stack)
+    for hint in suspended_hints(suspended_in_verify(report), flags):
+        output.warning(hint)
     failed = [f"{c.name} ({c.target})" for c in report.failed]
     if report.passed:
         return VerifyOutcome(True, f"{len(report.checks)} checks, none failed")

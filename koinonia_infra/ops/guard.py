@@ -34,11 +34,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from koinonia_infra.descriptor import Descriptor, InstanceRef
 from koinonia_infra.errors import EnvironmentProblem, OperationFailed, RenderApiError, StackLocked
 from koinonia_infra.ops.common import Probe, Sleep, health_url
 from koinonia_infra.render_api import RenderClient
+
+if TYPE_CHECKING:
+    from koinonia_infra.verify.model import VerifyReport
 
 # How often a drill re-reads the other instances while it holds one down: each round is one
 # /health probe and two API reads per other instance. Render allows 400 API requests a minute per
@@ -74,6 +78,22 @@ def resume_hint(number: int, name: str, flags: str) -> str:
 
 def suspended_hints(suspended: Iterable[tuple[int, str]], flags: str) -> list[str]:
     return [resume_hint(number, name, flags) for number, name in sorted(suspended)]
+
+
+def suspended_in_verify(report: VerifyReport) -> list[tuple[int, str]]:
+    """The instances a verify report saw suspended (its deploy-status checks read the API)."""
+    names = {
+        str(i.get("target")): (int(i["number"]), str(i.get("name", "")))
+        for i in report.deployment.get("instances", [])
+        if isinstance(i, dict) and "number" in i
+    }
+    return sorted(
+        names[c.target]
+        for c in report.checks
+        if c.id == "deploy-status"
+        and c.values.get("suspended") == "suspended"
+        and c.target in names
+    )
 
 
 def suspended_in(descriptor: Descriptor, client: RenderClient) -> list[InstanceRef]:
