@@ -510,3 +510,86 @@ def test_a_new_service_boots_with_the_env_given_at_creation_not_the_env_put_afte
     deploy = api.post(f"/services/{service['id']}/deploys", json={}).json()
     assert _wait_deploy(api, service["id"], deploy["id"])[-1] == "live"
     assert _health(url).json()["environment"] == "put-later"
+
+
+# ---- the render timing profile: Render's sequence, scaled ------------------------------------
+
+
+@pytest.fixture
+def render_api(render_timed_sandbox: Any) -> Iterator[httpx.Client]:
+    sbx = render_timed_sandbox
+    with httpx.Client(base_url=sbx.api_url, headers=sbx.auth_headers, timeout=10) as client:
+        yield client
+
+
+def _wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+@integration
+def test_render_timing_suspend_acts_later_and_resume_is_a_deploy(
+    render_timed_sandbox: Any, render_api: httpx.Client, traffic_through_edge: Any
+) -> None:
+    from koinonia_infra.sandbox.timing import RENDER
+
+    sbx = render_timed_sandbox
+    inst = sbx.descriptor.instance(1)
+    path = f"/services/{inst.service_id}"
+    before = _record(sbx.state_dir, "api-1")
+    assert before is not None
+    with traffic_through_edge(sbx.edge_url) as traffic:
+        assert render_api.post(path + "/suspend").status_code == 202
+        # Right after the 202 nothing has happened yet: Render suspends asynchronously.
+        assert render_api.get(path).json()["suspended"] == "not_suspended"
+        assert is_alive(before)
+        assert _health(inst.url).status_code == 200
+        _wait_until(
+            lambda: render_api.get(path).json()["suspended"] == "suspended",
+            RENDER.suspend_deadline_seconds,
+            "suspend never took effect",
+        )
+        _wait_until(lambda: not is_alive(before), 15, "suspended process still running")
+
+        assert render_api.post(path + "/resume").status_code == 202
+        deploy = render_api.get(path + "/deploys", params={"limit": 1}).json()[0]["deploy"]
+        assert deploy["trigger"] == "service_resumed"
+        # The instance is not back at once: the resume deploy builds first.
+        with pytest.raises(httpx.TransportError):
+            _health(inst.url)
+        seen = _wait_deploy(
+            render_api, inst.service_id, deploy["id"], RENDER.resume_deadline_seconds
+        )
+    assert seen[-1] == "live", seen
+    assert "build_in_progress" in seen
+    assert _health(inst.url).status_code == 200
+    assert traffic.failed == [], f"edge failed {len(traffic.failed)} of {traffic.total}"
+
+
+@integration
+def test_render_timing_keeps_the_old_process_after_the_switch(
+    render_timed_sandbox: Any, render_api: httpx.Client
+) -> None:
+    from koinonia_infra.sandbox.timing import RENDER
+
+    sbx = render_timed_sandbox
+    inst = sbx.descriptor.instance(2)
+    old = _record(sbx.state_dir, "api-2")
+    assert old is not None
+    deploy = render_api.post(f"/services/{inst.service_id}/deploys", json={}).json()
+    seen = _wait_deploy(render_api, inst.service_id, deploy["id"], RENDER.deploy_deadline_seconds)
+    assert seen[-1] == "live", seen
+    new = _record(sbx.state_dir, "api-2")
+    assert new is not None
+    assert new.pid != old.pid
+    # Live, and the old instance is still there: Render SIGTERMs it 60 s (here scaled) later.
+    assert is_alive(old)
+    _wait_until(
+        lambda: not is_alive(old),
+        RENDER.overlap_seconds + RENDER.shutdown_delay_seconds + 10,
+        "old process never stopped after the overlap",
+    )
+    assert is_alive(new)
+    assert _health(inst.url).status_code == 200
