@@ -161,6 +161,8 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     deploys: list[Deploy] = field(default_factory=list)  # newest first
     suspended: bool = False
+    # A suspend accepted (202) but not yet in effect (the render profile): a resume cancels it.
+    suspend_pending: bool = False
     # Sandbox-only: health timeout (seconds) of the next deploy, which will never get healthy.
     fail_next_deploy: float | None = None
     created_at: str = field(default_factory=now_iso)
@@ -428,13 +430,16 @@ class _Routes:
         async def act() -> None:
             # Render answers 202 and suspends asynchronously: the service reads `suspended`
             # only once it has taken effect (the render profile makes that take a while).
-            if delay:
-                await asyncio.sleep(delay)
+            await asyncio.sleep(delay)
+            if not service.suspend_pending:
+                return  # resumed meanwhile
+            service.suspend_pending = False
             service.suspended = True
             service.updated_at = now_iso()
             await self.backend.suspend(service)
 
         if delay:
+            service.suspend_pending = True
             self._later(act())
         else:
             service.suspended = True
@@ -445,6 +450,7 @@ class _Routes:
     async def resume(self, request: web.Request) -> web.Response:
         service = self.service_of(request)
         self._refuse_while_deploying(service)
+        service.suspend_pending = False
         service.suspended = False
         service.updated_at = now_iso()
         if self.backend.timing.resume_creates_deploy:

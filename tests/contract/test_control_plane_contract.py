@@ -192,3 +192,24 @@ def test_client_waits_out_the_reset_header_then_succeeds(plane: Served) -> None:
         client.suspend(one.id)  # the 11th: 429, then the client waits for Ratelimit-Reset
     assert len(slept) == 1
     assert 59.0 <= slept[0] <= 62.0, slept
+
+
+def test_render_timing_a_resume_before_the_suspend_acts_cancels_it() -> None:
+    import dataclasses
+
+    from conftest import serve_plane
+
+    from koinonia_infra.sandbox.timing import RENDER
+
+    timing = dataclasses.replace(RENDER, suspend_delay_seconds=0.5)
+    for plane in serve_plane(timing):
+        one = plane.backend.by_name("koinonia-sms-backend")
+        with httpx.Client(headers=plane.headers) as http:
+            assert http.post(f"{plane.url}/services/{one.id}/suspend").status_code == 202
+            assert http.get(f"{plane.url}/services/{one.id}").json()["suspended"] == "not_suspended"
+            assert http.post(f"{plane.url}/services/{one.id}/resume").status_code == 202
+            time.sleep(1.0)
+            assert http.get(f"{plane.url}/services/{one.id}").json()["suspended"] == "not_suspended"
+            resumed = http.get(f"{plane.url}/services/{one.id}/deploys").json()[0]["deploy"]
+        assert resumed["trigger"] == "service_resumed"
+        assert not any(a.startswith("suspend") for a in plane.backend.actions)
