@@ -4,18 +4,19 @@
 deploy switches instantly. `render` reproduces the SEQUENCE Render follows, with delays scaled
 down so tests stay fast:
 
-- suspend answers 202 and the service stops `suspend_delay_seconds` later (Render documents
-  suspend as asynchronous: `POST /services/{serviceId}/suspend` answers 202 "Service suspended",
-  with no body, in the OpenAPI reference vendored in cloudy-sky-software/pulumi-render,
-  provider/cmd/pulumi-gen-render/openapi_generated.yaml);
+- suspend answers 202 and the service stops `suspend_delay_seconds` later
+  (`POST /services/{serviceId}/suspend` answers 202 "Service suspended successfully", with no
+  body, in Render's OpenAPI reference as vendored in cloudy-sky-software/pulumi-render,
+  provider/cmd/pulumi-gen-render/openapi.yml: accepted, not done);
 - resume answers 202 and creates a deploy with trigger `service_resumed` (a value of the
   `deploy.trigger` enum in the same spec) that builds (`build_seconds`) and boots like any
   deploy, health-gated;
-- a zero-downtime deploy keeps the old instance serving `overlap_seconds` after the new one is
-  live, then SIGTERMs it. Render's docs: "Render waits 60 seconds after the new instance is live
-  before sending SIGTERM to the old instance"
-  (https://render.com/docs/deploys#zero-downtime-deploys); the old instance then gets up to
-  `maxShutdownDelaySeconds` (default 30) before SIGKILL.
+- a zero-downtime deploy keeps the old instance `overlap_seconds` after the new one is live,
+  then SIGTERMs it. Render's deploy sequence: "5. Switch traffic to the new instance. 6. After
+  60 seconds, send SIGTERM to the old instance. 7. If the old instance doesn't exit within the
+  shutdown delay, send SIGKILL."
+  (https://render.com/articles/how-render-handles-zero-downtime-deploys); the shutdown delay is
+  `maxShutdownDelaySeconds`, default 30, 1..300 (schema maxShutdownDelaySeconds, same spec).
 
 `RENDER_REAL` holds Render's own (unscaled) values, so code that waits on a real deployment and
 code that waits on the sandbox derive their deadlines the same way: `profile_for(descriptor)`.
@@ -89,9 +90,9 @@ RENDER = TimingProfile(
     shutdown_delay_seconds=2.0,
 )
 
-# Render itself. Build time depends on the repo; 15 minutes is Render's build timeout for a
-# deploy that never finishes building, health checks fail a deploy after 15 minutes too
-# (https://render.com/docs/deploys, https://render.com/docs/health-checks).
+# Render itself, for reference. Documented: the 60 s overlap and the 30 s default shutdown delay
+# (see above). NOT documented, our own allowances: how long a suspend takes to act, a build, and
+# a health check before Render gives up on a deploy (the ops code makes these configurable).
 RENDER_REAL = TimingProfile(
     name="render-real",
     suspend_delay_seconds=30.0,
