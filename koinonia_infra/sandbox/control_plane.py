@@ -85,9 +85,11 @@ def render_id(prefix: str) -> str:
 
 def render_slug(name: str) -> str:
     """A slug shaped like Render's: the name, a dash and 4 lowercase alphanumerics (so it is
-    never equal to the name). Render's own docs show slugs this way, e.g. the private address
-    `elastic-qeqj:9200` (https://render.com/docs/private-network); the spec only says `slug` is
-    a string (schema `service`)."""
+    never equal to the name). Render's docs show internal hostnames this way: the service
+    address `elasticsearch-2j3e:9200` (https://render.com/docs/private-network) and
+    `elastic-qeqj:10000` (https://render.com/docs/private-services). The spec only says `slug`
+    is a string (schema `service`); that the hostname IS the slug is for a real account to
+    confirm."""
     return f"{name}-" + "".join(secrets.choice(_ALPHABET) for _ in range(4))
 
 
