@@ -328,6 +328,9 @@ class Seams:
     health: HealthCheck
     # None: env changes go out with the rest of the update (all instances deploy at once).
     roll_env: EnvRoller | None = None
+    # Held around destroy-instance N: the deployment lock, and a refusal while an instance other
+    # than N is suspended or deploying (koinonia_infra/ops/guard.py). None: no such check.
+    hold: Callable[[Descriptor, int], AbstractContextManager[None]] | None = None
 
 
 # ------------------------------------------------------------------------------------------

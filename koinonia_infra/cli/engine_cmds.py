@@ -49,6 +49,7 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
     from koinonia_infra.deploy import Seams, http_health, wait_for_deploys
     from koinonia_infra.engine import descriptor_from_outputs, render_edge_lookup
     from koinonia_infra.errors import EnvironmentProblem
+    from koinonia_infra.ops.guard import hold_for_removal
     from koinonia_infra.project import find_project_dir
 
     project_dir = find_project_dir()
@@ -106,6 +107,7 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
         verify=lambda d: verify_deployment(d, settings, health_path),
         health=http_health(health_path),
         roll_env=roll_env,
+        hold=lambda descriptor, number: hold_for_removal(descriptor, number, stack=stack),
     )
 
 
@@ -234,7 +236,10 @@ def destroy_instance(
         yes=yes,
         force=force,
     )
-    run_destroy_instance(engine, seams, request, current=current)
+    from contextlib import nullcontext
+
+    with seams.hold(current, number) if seams.hold else nullcontext():
+        run_destroy_instance(engine, seams, request, current=current)
 
 
 def outputs(stack: str = STACK, fmt: Format = FORMAT) -> None:

@@ -279,3 +279,23 @@ def _holder(fd: int) -> str:
         f"`{info['operation']}` (pid {info.get('pid')} on {info.get('host')}, "
         f"since {info.get('startedAt')})"
     )
+
+
+@contextlib.contextmanager
+def hold_for_removal(descriptor: Descriptor, number: int, *, stack: str | None) -> Iterator[None]:
+    """Around `destroy-instance N`: this machine's lock, then a refusal while an instance other
+    than N is suspended (a drill holds it down) or deploying (a rollout). Their /health is
+    `check_survivors`' part, with its --force."""
+    from koinonia_infra.ops.common import probe_health
+
+    with deployment_lock(descriptor, f"destroy-instance {number}"):
+        client = RenderClient.for_descriptor(descriptor)
+        if client is None:
+            raise EnvironmentProblem(
+                "destroy-instance needs the Render API to check the other instances: "
+                "set RENDER_API_KEY"
+            )
+        with client:
+            guard = Guard(descriptor, client, probe_health, flags=target_flags(stack=stack))
+            guard.require(f"remove instance {number}", exclude=number, health=False)
+        yield
