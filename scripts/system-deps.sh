@@ -9,8 +9,12 @@ missing=()
 have_postgres || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v caddy >/dev/null 2>&1 || missing+=(caddy)
+# setcap: the edge test that reproduces Render's refusal to exec a capability-marked Caddy.
+if command -v apt-get >/dev/null 2>&1; then
+  command -v setcap >/dev/null 2>&1 || [ -x /usr/sbin/setcap ] || missing+=(libcap2-bin)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system deps: postgresql, redis-server and caddy present"
+  echo "system deps: postgresql, redis-server, caddy (and setcap) present"
   exit 0
 fi
 
