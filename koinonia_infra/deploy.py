@@ -784,9 +784,13 @@ def run_destroy_instance(
     number = request.number
     check_survivors(current, number, seams.health, force=request.force, ui=ui)
 
+    from koinonia_infra.files import write_atomic
+
+    # Atomic writes: on a full disk the stack file is never left truncated (write_text would
+    # empty it first), and the error names the file (koinonia_infra/files.py).
     original = request.stack_file.read_bytes()
     preview_file = request.stack_file.with_name(f".{request.stack_file.name}.destroy-{number}")
-    preview_file.write_text(request.new_stack_text, encoding="utf-8")
+    write_atomic(preview_file, request.new_stack_text)
     try:
         with ui.progress("preview") as on_event:
             plan = engine.preview(on_event=on_event, config_file=preview_file)
@@ -810,12 +814,12 @@ def run_destroy_instance(
     _confirm_destroy(ui, request)
 
     started = datetime.now(UTC)
-    request.stack_file.write_text(request.new_stack_text, encoding="utf-8")
+    write_atomic(request.stack_file, request.new_stack_text)
     try:
         with ui.progress("update") as on_event:
             result = engine.up(on_event=on_event)
     except BaseException as exc:
-        request.stack_file.write_bytes(original)
+        write_atomic(request.stack_file, original)
         note = f"{request.stack_file.name} restored to its previous content"
         if isinstance(exc, KoinoniaError):
             exc.lines.append(note)

@@ -19,7 +19,6 @@ control plane's token in its own state dir (mode 0600), as `renderApiKey`; `publ
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from koinonia_infra.errors import UsageError
+from koinonia_infra.files import write_atomic
 from koinonia_infra.textsafe import has_control, inert
 
 DEFAULT_RENDER_API_URL = "https://api.render.com/v1"
@@ -105,12 +105,9 @@ class Descriptor(_Model):
         data = self.public_dict()
         if include_key and self.render_api_key is not None:
             data["renderApiKey"] = self.render_api_key.get_secret_value()
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        tmp.replace(path)
+        # Atomic, mode 0600 from the start (it may hold the sandbox's token); a full disk leaves
+        # no partial descriptor and names the path (koinonia_infra/files.py).
+        write_atomic(path, json.dumps(data, indent=2) + "\n", mode=0o600)
 
 
 def _unwrap_stack_outputs(data: dict[str, Any]) -> dict[str, Any]:

@@ -176,3 +176,59 @@ def render_timed_sandbox(sandbox_state_dir: Path) -> Iterator[SandboxHandle]:
     """Like `sandbox`, started with `--timing render`: Render's sequence with scaled delays
     (see koinonia_infra/sandbox/timing.py; `descriptor.sandbox_timing == "render"`)."""
     yield from _started_sandbox(sandbox_state_dir, "render")
+
+
+@dataclass
+class SmallDisk:
+    """A tiny tmpfs of its own (`path`); `fill(leave)` takes all but `leave` bytes of it."""
+
+    path: Path
+
+    def free(self) -> int:
+        vfs = os.statvfs(self.path)
+        return vfs.f_bavail * vfs.f_frsize
+
+    def fill(self, leave: int = 0) -> None:
+        with (self.path / "filler").open("ab") as fh:
+            while self.free() > leave:
+                try:
+                    fh.write(b"\0" * min(4096, self.free() - leave))
+                    fh.flush()
+                except OSError:
+                    break
+
+    def files(self) -> list[str]:
+        return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def small_disk() -> Iterator[SmallDisk]:
+    """A 64 KiB tmpfs (mount needs root): a full disk for real, without filling the machine's.
+    Skips with the reason where mounting is not permitted, but FAILS under CI=true."""
+    path = Path(tempfile.mkdtemp(prefix="koinonia-disk-"))
+    # Root mounts directly; elsewhere (a GitHub runner) passwordless sudo, never a prompt.
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    mount = [*sudo, "mount", "-t", "tmpfs", "-o", "size=64k,mode=1777", "tmpfs", str(path)]
+    try:
+        mounted = subprocess.run(mount, capture_output=True, text=True, check=False)
+        problem = mounted.stderr.strip() or f"exit code {mounted.returncode}"
+        ok = mounted.returncode == 0
+    except OSError as exc:
+        problem, ok = str(exc), False
+    if not ok:
+        path.rmdir()
+        reason = f"cannot mount a small tmpfs ({' '.join(mount[:-1])}): {problem}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {reason}", pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run([*sudo, "umount", "-l", str(path)], capture_output=True, check=False)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def sandbox_binaries() -> None:
+    """For tests that start the sandbox themselves (skip, or fail under CI=true, without them)."""
+    require_sandbox_binaries()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Protocol
 import typer
 
 from koinonia_infra.console import output
-from koinonia_infra.errors import EXIT_USAGE, EnvironmentProblem, UsageError
+from koinonia_infra.errors import EnvironmentProblem, UsageError
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -164,16 +164,17 @@ def _emit(
     if exit_code:
         output.error(f"{report.error or report.outcome}{failure_note}")
     if report_file is not None:
+        from koinonia_infra.files import write_report
+
         data = json.dumps(report.to_json(), indent=2) + "\n"
         try:
-            report_file.write_text(
-                data if report_file.suffix == ".json" else markdown, encoding="utf-8"
-            )
+            # Whole or not at all: a full disk leaves no empty or partial report behind.
+            write_report(report_file, data if report_file.suffix == ".json" else markdown)
             output.info(f"report written to {report_file}")
-        except OSError as exc:
+        except EnvironmentProblem as exc:
             # The report is on stdout already; a pipeline that wanted the file must not pass.
-            output.error(f"--report {report_file}: cannot write: {exc.strerror}")
-            exit_code = exit_code or EXIT_USAGE
+            output.error(exc.message)
+            exit_code = exit_code or exc.exit_code
     if exit_code:
         raise typer.Exit(exit_code)
 

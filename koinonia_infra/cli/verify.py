@@ -140,7 +140,7 @@ def verify(
     Thresholds: the runbook's defaults, then the stack's `koinonia:verify` (with --stack), then
     these flags. Exit 0 when every check passes, 1 when one fails, 2 on a usage or configuration
     error, 3 when the environment is missing something (e.g. the Pulumi CLI for --stack)."""
-    from koinonia_infra.errors import OperationFailed, UsageError
+    from koinonia_infra.errors import OperationFailed
     from koinonia_infra.verify.runner import verify_deployment
 
     result = verify_deployment(
@@ -162,11 +162,6 @@ def verify(
         },
         on_progress=output.info,
     )
-    if report is not None:
-        try:
-            report.write_text(result.to_markdown(), encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"--report {report}: cannot write: {exc.strerror}") from None
     if fmt is Format.json:
         output.json(result.to_json())
     elif fmt is Format.markdown:
@@ -176,6 +171,11 @@ def verify(
         for check in result.failed:
             output.text(f"✗ {check.id} {check.target}: {check.reason}")
     if report is not None:
+        from koinonia_infra.files import write_report
+
+        # After the results are shown: a full disk costs the file (exit 3, no empty or partial
+        # sign-off left for a pipeline to upload), not the measurements.
+        write_report(report, result.to_markdown())
         output.info(f"sign-off written to {report}")
     from koinonia_infra.ops.guard import suspended_hints, suspended_in_verify, target_flags
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from koinonia_infra.descriptor import Descriptor, load_descriptor
 from koinonia_infra.errors import EnvironmentProblem, Interrupted, OperationFailed, UsageError
+from koinonia_infra.files import free_bytes
 from koinonia_infra.sandbox.binaries import find_binaries
 from koinonia_infra.sandbox.state import (
     LOCK_FILE,
@@ -165,7 +166,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], directory: Path, say: Progress) -
             proc.wait(5)
             raise EnvironmentProblem(
                 f"sandbox supervisor exited during start (code {proc.returncode}); "
-                f"see {directory / 'supervisor.log'}"
+                f"see {directory / 'supervisor.log'}{disk_full_note(directory)}"
             )
         buffer += chunk
         while b"\n" in buffer:
@@ -181,7 +182,23 @@ def _wait_ready(proc: subprocess.Popen[bytes], directory: Path, say: Progress) -
                 return
             elif kind == "error":
                 proc.wait(STOP_TIMEOUT)
-                raise EnvironmentProblem(f"sandbox failed to start: {message}")
+                note = "" if "No space left" in message else disk_full_note(directory)
+                raise EnvironmentProblem(f"sandbox failed to start: {message}{note}")
+
+
+# Below this, the state dir's filesystem is called full: PostgreSQL alone needs ~40 MB for initdb.
+DISK_FULL_BYTES = 1 << 20
+
+
+def disk_full_note(directory: Path) -> str:
+    """The likely cause when the supervisor fails and its log (on the same disk) is empty."""
+    free = free_bytes(directory)
+    if free is None or free >= DISK_FULL_BYTES:
+        return ""
+    return (
+        f"; no space left on the filesystem of {directory} ({free} bytes free): "
+        "the logs there may be empty; free some space and run `sandbox up` again"
+    )
 
 
 def _reap_leftovers(directory: Path) -> None:

@@ -107,7 +107,10 @@ def _run(cmd: list[str], user: RunAs, cwd: Path, what: str, timeout: float = 60)
         raise EnvironmentProblem(f"{what} failed: {exc}") from None
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
-        last = lines[-1] if lines else f"exit code {result.returncode}"
+        # initdb's last line is its cleanup ("removing data directory"); on a full disk the
+        # cause is an earlier "could not write …: No space left on device" line.
+        causes = [line for line in lines if "No space left on device" in line]
+        last = (causes or lines)[-1] if lines else f"exit code {result.returncode}"
         raise EnvironmentProblem(f"{what} failed: {last}")
 
 

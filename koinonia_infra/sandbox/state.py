@@ -25,6 +25,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from koinonia_infra.files import write_atomic
+
 STATE_FILE = "state.json"
 SECRETS_FILE = "secrets.json"
 LOCK_FILE = "supervisor.lock"
@@ -132,19 +134,17 @@ def read_state(state_dir: Path) -> SandboxState | None:
         return None
 
 
+# Both writers are atomic (koinonia_infra/files.py): on a full disk the old file stays whole, no
+# `*.tmp` is left behind, and the EnvironmentProblem names the file and "No space left on device".
+
+
 def write_state(state_dir: Path, state: SandboxState) -> None:
-    path = state_dir / STATE_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(state.model_dump_json(by_alias=True, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    text = state.model_dump_json(by_alias=True, indent=2) + "\n"
+    write_atomic(state_dir / STATE_FILE, text, mode=0o644)
 
 
 def write_private_json(path: Path, data: dict[str, str]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data), mode=0o600)
 
 
 def load_secrets(state_dir: Path) -> dict[str, str]:

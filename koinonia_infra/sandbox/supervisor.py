@@ -41,6 +41,7 @@ from koinonia_infra.caddy import (
 )
 from koinonia_infra.descriptor import Descriptor, EdgeRef, InstanceRef
 from koinonia_infra.errors import ConfigError, KoinoniaError
+from koinonia_infra.files import describe_os_error
 from koinonia_infra.sandbox import postgres
 from koinonia_infra.sandbox.binaries import Binaries, find_binaries
 from koinonia_infra.sandbox.control_plane import (
@@ -713,6 +714,16 @@ class Emitter:
         os.close(devnull)
 
 
+def _reason(exc: BaseException) -> str:
+    """What the CLI shows for a failed start: the project's message, or the path and the
+    system's reason of an OSError (e.g. "…/state.json: No space left on device")."""
+    if isinstance(exc, KoinoniaError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return describe_os_error(exc)
+    return repr(exc)
+
+
 async def _main(state_dir: Path, numbers: list[int], timing: TimingProfile) -> int:
     emit = Emitter()
     loop = asyncio.get_running_loop()
@@ -721,8 +732,9 @@ async def _main(state_dir: Path, numbers: list[int], timing: TimingProfile) -> i
         loop.add_signal_handler(sig, stop.set)
     try:
         supervisor = Supervisor(state_dir, numbers, emit, timing)
-    except KoinoniaError as exc:
-        emit.error(exc.message)
+    except (KoinoniaError, OSError) as exc:
+        # Through the pipe, not our log: on a full disk the log cannot hold it.
+        emit.error(_reason(exc))
         return 1
     starting = asyncio.create_task(supervisor.start())
     stopping = asyncio.create_task(stop.wait())
@@ -732,9 +744,10 @@ async def _main(state_dir: Path, numbers: list[int], timing: TimingProfile) -> i
         starting.cancel()
         error = "interrupted while starting"
     elif (failure := starting.exception()) is not None:
-        error = failure.message if isinstance(failure, KoinoniaError) else f"{failure!r}"
+        error = _reason(failure)
     if error is not None:
-        print(f"start failed: {error}", file=sys.stderr)
+        with contextlib.suppress(OSError):  # the log may sit on a full disk
+            print(f"start failed: {error}", file=sys.stderr)
         emit.progress("start failed; stopping what was started")
         with contextlib.suppress(BaseException):
             await starting
