@@ -233,3 +233,34 @@ def test_a_drill_is_refused_while_a_rollout_deploys_another_instance(
 def _deploying(sandbox: Any, service_id: str) -> bool:
     page = api_get(sandbox, f"/services/{service_id}/deploys?limit=1")
     return page[0]["deploy"]["status"] in ("build_in_progress", "update_in_progress")
+
+
+@pytest.mark.integration
+def test_rollout_asks_first_and_defaults_to_no(
+    sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def deploys() -> list[str]:
+        return [
+            api_get(sandbox, f"/services/{i.service_id}/deploys?limit=1")[0]["deploy"]["id"]
+            for i in sandbox.descriptor.instances
+        ]
+
+    before = deploys()
+    # No terminal (CI): a usage error, not a silent yes.
+    piped = invoke(["rollout", *target(sandbox)], tmp_path)
+    assert piped.exit_code == 2, piped.output
+    assert "rollout redeploys api-2, api-1: pass --yes to run it without a prompt" in piped.stderr
+    # A terminal, and Enter: the default is No.
+    from koinonia_infra.console import Output
+
+    monkeypatch.setattr(Output, "interactive", property(lambda _self: True))
+    asked = CliRunner().invoke(
+        app,
+        ["rollout", *target(sandbox)],
+        input="\n",
+        env={"XDG_STATE_HOME": str(tmp_path)},
+    )
+    assert asked.exit_code == 1, asked.output
+    assert "Redeploy api-2, api-1 one at a time" in asked.output
+    assert "[y/N]" in asked.output
+    assert deploys() == before
