@@ -12,7 +12,8 @@ Two layers, because Render offers no lock:
    `render-openapi.json`, has no lock resource and no `If-Match`/ETag anywhere), and writing a
    marker into a service (an env var, say) would be drift that Pulumi reverts. Between CI jobs,
    GitHub Actions' `concurrency` group `koinonia-prod` serialises deploy, rollback and any
-   operation workflow (docs: https://docs.github.com/en/actions/using-jobs/using-concurrency).
+   operation workflow: one job of a group runs at a time, never cancelled with
+   `cancel-in-progress: false` (https://docs.github.com/en/actions/using-jobs/using-concurrency).
 2. **A re-check right before each suspend or deploy** (`Guard.require`): every OTHER instance
    answers `/health`, is not suspended and has no deploy in progress, read from the API at that
    moment. While a drill holds its instance down it keeps re-checking (`Guard.watching`) and
@@ -45,8 +46,9 @@ if TYPE_CHECKING:
     from koinonia_infra.verify.model import VerifyReport
 
 # How often a drill re-reads the other instances while it holds one down: each round is one
-# /health probe and two API reads per other instance. Render allows 400 API requests a minute per
-# key (https://api-docs.render.com/reference/rate-limiting); a 2-instance drill uses 60.
+# /health probe and two API reads per other instance. Render allows 400 GETs a minute per user
+# (100 in earlier versions of https://api-docs.render.com/reference/rate-limiting); a 2-instance
+# drill uses 60.
 WATCH_INTERVAL_SECONDS = 2.0
 
 
