@@ -75,12 +75,67 @@ def env_vars(items: Mapping[str, pulumi.Input[str]]) -> list[svc.EnvVarInputArgs
 INITIAL_ONLY = ["envVars"]
 
 
-def initial_env_options(*, import_: str | None = None) -> pulumi.ResourceOptions:
+# What an IMPORT of a live web service reads back differently from what the program declares
+# (the same rules as koinonia_infra/program/datastores.py, ADOPTED_POSTGRES_IGNORE): the provider
+# turns `GET /services/{id}` into the old inputs, dropping `id` and the non-object values the
+# create schema (`webService` = servicePOST + webServiceDetailsPOST) does not name, recursing
+# into `serviceDetails` only (cloudy-sky-software/pulumi-provider-framework
+# openapi/properties.go `FilterReadOnlyProperties`). Any difference under `serviceDetails` is an
+# UPDATE (it is in webServicePatch), i.e. a PATCH and a redeploy (pulumi-render
+# provider/pkg/provider/provider.go OnDiff, OnPostUpdate). From pulumi-render's vendored spec
+# (provider/cmd/pulumi-resource-render/openapi_generated.yml: service, webServiceDetailsOutput,
+# nativeEnvironmentDetails, dockerDetails), read back and never declared, or declared and read
+# back elsewhere (`preDeployCommand` comes back inside envSpecificDetails); proven against the
+# spec by tests/adopt/test_ignore_lists.py. Name, repo, branch, root dir, auto-deploy, plan,
+# region, runtime, health path, shutdown delay and build/start commands are still compared.
+ADOPTED_SERVICE_IGNORE = (
+    "buildFilter",
+    "environmentId",
+    "registryCredential",
+    "serviceDetails.autoscaling",
+    "serviceDetails.cache",
+    "serviceDetails.disk",
+    "serviceDetails.env",
+    "serviceDetails.maintenanceMode",
+    "serviceDetails.numInstances",
+    "serviceDetails.parentServer",
+    "serviceDetails.previews",
+    "serviceDetails.renderSubdomainPolicy",
+    "serviceDetails.preDeployCommand",
+)
+# envSpecificDetails comes back with the keys of dockerDetails and nativeEnvironmentDetails;
+# the program declares the native pair or the docker command, depending on the runtime.
+ENV_SPECIFIC_READ_BACK = (
+    "buildCommand",
+    "dockerCommand",
+    "dockerContext",
+    "dockerfilePath",
+    "preDeployCommand",
+    "registryCredential",
+    "startCommand",
+)
+
+
+def adopted_service_ignore(runtime: str) -> list[str]:
+    declared = {"dockerCommand"} if runtime in DOCKER_RUNTIMES else {"buildCommand", "startCommand"}
+    nested = [
+        f"serviceDetails.envSpecificDetails.{key}"
+        for key in ENV_SPECIFIC_READ_BACK
+        if key not in declared
+    ]
+    return [*ADOPTED_SERVICE_IGNORE, *nested]
+
+
+def initial_env_options(
+    *, import_: str | None = None, runtime: str = "node"
+) -> pulumi.ResourceOptions:
     """Options of a service created with its env inline: env changes never diff (no replace),
-    and the values, secret connection strings among them, stay secret in the state."""
+    and the values, secret connection strings among them, stay secret in the state. An adopted
+    service (`import_`) also ignores what Render reads back differently (no PATCH, no deploy)."""
+    adopted = adopted_service_ignore(runtime) if import_ else []
     return pulumi.ResourceOptions(
         import_=import_,
-        ignore_changes=INITIAL_ONLY,
+        ignore_changes=[*INITIAL_ONLY, *adopted],
         additional_secret_outputs=INITIAL_ONLY,
     )
 
@@ -142,7 +197,7 @@ def api_instance(
         ),
         # The first deploy's environment (see the module docstring).
         env_vars=env_vars(env),
-        opts=initial_env_options(import_=api.import_ids.get(number)),
+        opts=initial_env_options(import_=api.import_ids.get(number), runtime=api.runtime),
     )
     env_resource = svc.EnvVarsForService(
         f"{logical}-env",

@@ -229,6 +229,8 @@ class Service:
                 "region": "oregon",
                 "numInstances": 1,
                 "healthCheckPath": self.health_check_path,
+                # The spec's default (schema maxShutdownDelaySeconds), as Render reports it.
+                "maxShutdownDelaySeconds": 30,
                 "url": self.url,
                 "openPorts": [{"port": self.port, "protocol": "TCP"}],
                 "pullRequestPreviewsEnabled": "no",
@@ -638,4 +640,7 @@ def create_control_plane(
     app.router.add_put(svc + "/env-vars", routes.put_all_env)
     app.router.add_put(svc + "/env-vars/{key}", routes.put_env)
     app.router.add_post("/v1/_sandbox/services/{service_id}/fail-next-deploy", routes.fail_next)
+    from koinonia_infra.sandbox.datastores_api import register_datastores  # imports this module
+
+    register_datastores(app, getattr(backend, "datastores", None))
     return app
