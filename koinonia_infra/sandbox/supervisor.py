@@ -51,6 +51,7 @@ from koinonia_infra.sandbox.control_plane import (
     now_iso,
     render_id,
 )
+from koinonia_infra.sandbox.datastores_api import Datastores, sandbox_datastores
 from koinonia_infra.sandbox.state import (
     ProcessRecord,
     SandboxState,
@@ -133,6 +134,8 @@ class Supervisor:
         self.api = ApiSettings()
         self.edge_settings = sandbox_edge_settings()
         self.services: dict[str, Service] = {}
+        # The control plane's Postgres and Key Value (GET /v1/postgres, /v1/key-value).
+        self.datastores: Datastores | None = None
         self.children: dict[str, asyncio.subprocess.Process] = {}
         self.sockets: dict[int, socket.socket] = {}
         self.expected_exit: set[int] = set()
@@ -283,6 +286,8 @@ class Supervisor:
                 "appendonly no\n"
                 f'dir "{data}"\n'
                 f"requirepass {self.secrets['redisPassword']}\n"
+                # What the control plane reports (options.maxmemoryPolicy), as Render's default.
+                "maxmemory-policy allkeys-lru\n"
             )
         with self._log("redis") as log:
             self.children["redis"] = await asyncio.create_subprocess_exec(
@@ -449,6 +454,7 @@ class Supervisor:
         finally:
             await asyncio.wrap_future(self._pg_future)
         self.save_state()
+        self.datastores = sandbox_datastores(self.pg_data, self.bins.redis_server)
         self.emit.progress(f"postgres ready on 127.0.0.1:{self.ports['postgres']}")
 
         for service in self.services.values():
@@ -507,8 +513,8 @@ class Supervisor:
             edge_url=edge.url,
             edge=EdgeRef(name=edge.name, service_id=edge.id),
             instances=instances,
-            postgres_id="dpg-sandbox",
-            key_value_id="red-sandbox",
+            postgres_id=self.datastores.postgres[0].id if self.datastores else "dpg-sandbox",
+            key_value_id=self.datastores.key_values[0].id if self.datastores else "red-sandbox",
             render_api_url=self.control_url,
             render_api_key=SecretStr(self.token),
             sandbox_timing=self.timing.name,
