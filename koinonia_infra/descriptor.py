@@ -46,9 +46,9 @@ class _Model(BaseModel):
     @field_validator("*")
     @classmethod
     def _printable(cls, value: Any) -> Any:
-        # Render service names, ids and URLs never hold control characters; a descriptor whose
-        # text does (an escape sequence that clears a terminal, a newline that adds a line to a
-        # sign-off) is refused where it enters. Output escapes it anyway (textsafe).
+        # Names, ids and URLs are identifiers: a control character in one (an escape sequence
+        # that clears a terminal, a newline that adds a line to a sign-off) is hostile or broken
+        # input, refused where it enters. Output escapes it anyway (textsafe).
         if isinstance(value, str) and has_control(value):
             raise ValueError(f"control characters are not allowed: {inert(value)[:80]}")
         return value
