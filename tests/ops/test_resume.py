@@ -12,6 +12,7 @@ from sandbox_ops import Drill, healthy, suspended, target
 from typer.testing import CliRunner
 
 from koinonia_infra.cli import app
+from koinonia_infra.cli.engine_cmds import verify_deployment
 
 
 def invoke(args: list[str], lock_home: Path) -> Any:
@@ -22,7 +23,7 @@ def invoke(args: list[str], lock_home: Path) -> Any:
 
 @pytest.mark.integration
 def test_after_a_killed_drill_every_command_says_how_to_resume_and_resume_does(
-    sandbox: Any, tmp_path: Path
+    sandbox: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     drill = Drill(sandbox, 1, duration=120, lock_home=tmp_path)
     try:
@@ -50,6 +51,14 @@ def test_after_a_killed_drill_every_command_says_how_to_resume_and_resume_does(
     rollout = invoke(["rollout", *target(sandbox), "--yes"], tmp_path)
     assert rollout.exit_code == 1
     assert hint in rollout.stderr
+    # `up` verifies what it deployed the same way, naming the stack it deployed.
+    capsys.readouterr()
+    outcome = verify_deployment(sandbox.descriptor, None, "/health")
+    assert not outcome.passed
+    assert (
+        "api-1 (koinonia-sms-backend) is suspended: bring it back with "
+        f"`koinonia-infra resume 1 --stack {sandbox.descriptor.stack}`"
+    ) in capsys.readouterr().err
 
     resumed = invoke(["resume", "1", *target(sandbox), "--format", "json"], tmp_path)
     assert resumed.exit_code == 0, resumed.output
