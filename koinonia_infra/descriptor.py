@@ -121,6 +121,21 @@ def _unwrap_stack_outputs(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Python's json keeps the last of two equal keys, silently; like the stack file's reader
+    # (settings.load_yaml_strict), a repeated key is an error: which one counts is not a guess.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(inert(key)[:80])
+        result[key] = value
+    return result
+
+
 def parse_descriptor(data: Any, *, source: str) -> Descriptor:
     if not isinstance(data, dict):
         raise UsageError(f"{source}: expected a JSON object with edgeUrl and instances")
@@ -145,9 +160,13 @@ def load_descriptor(path: Path) -> Descriptor:
     if len(raw) > 10_000_000:
         raise UsageError(f"{path}: too large for a deployment descriptor")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except _DuplicateKey as exc:
+        raise UsageError(f"{path}: not valid JSON: key {exc.args[0]!r} given twice") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not valid JSON: nested too deeply") from None
     return parse_descriptor(data, source=str(path))

@@ -152,3 +152,34 @@ def test_engine_reads_stack_and_project_files_strictly(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         _read_yaml(path)
     assert "'backend' already defined at line 2" in str(info.value)
+
+
+# ---- descriptors (JSON): the same rules -------------------------------------------------------
+
+DESCRIPTOR = (
+    '{"edgeUrl": "http://127.0.0.1:1", "instances": [{"number": 1, "name": "a", '
+    '"serviceId": "s", "url": "u", "privateAddress": "p"}]'
+)
+
+
+def verify_outputs(path: Path, text: str) -> tuple[int, list[str]]:
+    path.write_text(text, encoding="utf-8")
+    result = runner.invoke(app, ["verify", "--outputs", str(path)])
+    return result.exit_code, result.stderr.splitlines()
+
+
+def test_descriptor_with_a_repeated_key_is_refused(tmp_path: Path) -> None:
+    text = DESCRIPTOR + ', "renderApiUrl": "https://a.example", "renderApiUrl": "https://b"}'
+    code, lines = verify_outputs(tmp_path / "outputs.json", text)
+    assert code == 2
+    assert lines == [
+        f"error: {tmp_path / 'outputs.json'}: not valid JSON: key 'renderApiUrl' given twice"
+    ]
+
+
+def test_deeply_nested_descriptor_is_one_line(tmp_path: Path) -> None:
+    text = DESCRIPTOR + ', "extra": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    code, lines = verify_outputs(tmp_path / "outputs.json", text)
+    assert code == 2
+    assert len(lines) == 1, lines[:3]
+    assert "nested too deeply" in lines[0]
