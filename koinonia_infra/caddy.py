@@ -157,3 +157,10 @@ def render_caddyfile(
         "\t}\n"
         "}\n"
     )
+
+
+def upstreams_of(caddyfile: str) -> list[str]:
+    """The upstreams a Caddyfile written by `render_caddyfile` dials (its `reverse_proxy` line):
+    what `status` reads back from the edge's environment to compare with the deployment."""
+    match = re.search(r"reverse_proxy ([^{\n]+)\{", caddyfile)
+    return match.group(1).split() if match else []

@@ -190,9 +190,13 @@ def status(
         StatusFormat.table
     ),
 ) -> None:
-    """Show every service (instances and edge): suspended, latest deploy, /health and latency."""
+    """Show every service (instances and edge): suspended, latest deploy, /health and latency.
+
+    Also checks the private network: each instance's Render slug against the address the edge
+    dials, the edge's upstreams, and requests through the edge reaching each instance.
+    """
     from koinonia_infra.ops.common import probe_health
-    from koinonia_infra.ops.status import collect_status
+    from koinonia_infra.ops.status import collect_status, sample_through_edge
     from koinonia_infra.render_api import RenderClient
 
     descriptor = _descriptor(stack, outputs, target, state_dir)
@@ -200,7 +204,7 @@ def status(
     if client is None:
         output.warning("no Render API key (RENDER_API_KEY): showing /health only")
     try:
-        report = collect_status(descriptor, client, probe_health)
+        report = collect_status(descriptor, client, probe_health, sample_through_edge)
     finally:
         if client is not None:
             client.close()
@@ -208,6 +212,8 @@ def status(
         output.json(report.to_json())
     else:
         output.out.print(report.table())
+    for line in report.warnings:
+        output.warning(line)
     _warn_suspended(
         [(int(s.role[4:]), s.name) for s in report.services if s.suspended and s.role != "edge"],
         _flags(stack, outputs, target, state_dir),

@@ -133,6 +133,7 @@ class Supervisor:
         self.commit = secrets.token_hex(20)
         self.api = ApiSettings()
         self.edge_settings = sandbox_edge_settings()
+        self.edge_caddyfile = ""  # set when the edge starts
         self.services: dict[str, Service] = {}
         # The control plane's Postgres and Key Value (GET /v1/postgres, /v1/key-value).
         self.datastores: Datastores | None = None
@@ -318,6 +319,9 @@ class Supervisor:
             listen=f":{self.ports['edge']}",
             bind="127.0.0.1",
         )
+        # Also the edge service's env var in the control plane, as pulumi-render's
+        # EnvVarsForService sets it on Render: `status` reads the upstreams back from there.
+        self.edge_caddyfile = caddyfile
         env = _child_env(
             {
                 # Delivered like on Render: the start command writes it to caddy/Caddyfile.
@@ -386,6 +390,7 @@ class Supervisor:
             start_command="",
             health_check_path=EDGE_SELF_HEALTH_PATH,
             plan=self.edge_settings.plan,
+            env={CADDYFILE_ENV: self.edge_caddyfile},
         )
         deploy = Deploy(
             id=render_id("dep"),

@@ -57,6 +57,13 @@ class World:
         self.resume_deploy_listed = True  # False: the resume's deploy never shows up
         # A trigger answered 202 "Queued" without a body; the deploy is listed this much later.
         self.deploy_queued_for: float | None = None
+        # Render's `slug` per instance (default: the name, as the descriptor's private address),
+        # and the edge service's KOINONIA_CADDYFILE (None: the API knows no edge service).
+        self.slugs: dict[int, str] = {}
+        self.edge_caddyfile: str | None = None
+        self.edge_cannot_reach: set[int] = set()  # the edge's dial of these fails (bad hostname)
+        # The upstream header of an answer through the edge: the address it dialed.
+        self.edge_dials: Callable[[int], str] = lambda n: f"svc-{n}:8080"
         self._queued: list[tuple[float, FakeInstance, dict[str, Any]]] = []
         self.deploy_steps = ["build_in_progress", "update_in_progress", "live"]
         self.fail_deploy_of: set[int] = set()
@@ -162,6 +169,8 @@ class World:
             if failed is not None:
                 return failed
         m = re.fullmatch(r"/v1/services/([^/]+)(?:/(.*))?", request.url.path)
+        if m is not None and m.group(1) == "srv-edge" and self.edge_caddyfile is not None:
+            return self._edge(m.group(2) or "")
         inst = self._by_sid(m.group(1)) if m else None
         if m is None or inst is None:
             return httpx.Response(404, json={"message": "not found"})
@@ -172,7 +181,7 @@ class World:
                 json={
                     "id": inst.service_id,
                     "name": f"svc-{inst.number}",
-                    "slug": f"svc-{inst.number}",
+                    "slug": self.slugs.get(inst.number, f"svc-{inst.number}"),
                     "suspended": (
                         "suspended"
                         if inst.suspended and self.t >= inst.suspended_from
@@ -239,6 +248,33 @@ class World:
                     dep["status"] = steps[min(polls, len(steps) - 1)]
             return httpx.Response(200, json=_public(dep))
         return httpx.Response(404, json={"message": "no route"})
+
+    def _edge(self, rest: str) -> httpx.Response:
+        if rest == "":
+            return httpx.Response(
+                200,
+                json={"id": "srv-edge", "name": "koinonia-edge", "slug": "koinonia-edge-q7w2"},
+            )
+        if rest == "env-vars":
+            item = {"key": "KOINONIA_CADDYFILE", "value": self.edge_caddyfile}
+            return httpx.Response(200, json=[{"cursor": "c1", "envVar": item}])
+        return httpx.Response(200, json=[])
+
+    def sample_edge(self, url: str, count: int) -> list[Sample]:
+        """GETs through the fake edge: round robin over the instances that are up, each answer
+        naming its upstream as the edge's header does (`host:port` of the private address)."""
+        self.calls.append(f"edge sample {url} x{count}")
+        up = [
+            n
+            for n, inst in sorted(self.instances.items())
+            if inst.up and n not in self.edge_cannot_reach
+        ]
+        return [
+            Sample(self.t, 1.0, 200, self.edge_dials(up[i % len(up)]), None)
+            if up
+            else Sample(self.t, 1.0, 502, None, None)
+            for i in range(count)
+        ]
 
     def client(self) -> RenderClient:
         return RenderClient(

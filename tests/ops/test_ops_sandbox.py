@@ -248,3 +248,23 @@ def test_a_deploy_that_never_gets_healthy_stops_the_rollout(sandbox: Any) -> Non
     assert httpx.get(sandbox.descriptor.instance(1).url + "/health", timeout=5).status_code == 200
     served = [httpx.get(sandbox.edge_url + "/health", timeout=5) for _ in range(10)]
     assert all(r.status_code == 200 for r in served)
+
+
+def test_status_checks_the_private_network_against_the_running_edge(sandbox: Any) -> None:
+    result = invoke(["status", *target(sandbox), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    # Read back from the edge's environment (KOINONIA_CADDYFILE), as it would be on Render; the
+    # sandbox's edge dials each instance's loopback address, nothing resolving a slug here.
+    loopback = [i.url.removeprefix("http://") for i in sandbox.descriptor.instances]
+    assert data["privateNetwork"]["edgeUpstreams"] == loopback
+    assert data["privateNetwork"]["confirmed"] is True
+    assert data["warnings"] == []
+    for row, inst in zip(data["services"][:2], sandbox.descriptor.instances, strict=True):
+        # Render-shaped slugs (<name>-<4 chars>), which the private addresses are built from.
+        assert row["slug"] != inst.name
+        assert row["privateAddress"] == f"{row['slug']}:{inst.private_address.rsplit(':')[1]}"
+        assert row["slugIsPrivateHost"] is True
+        assert row["inEdgeUpstreams"] is True
+        assert row["servedViaEdge"] is True
+    assert "warning" not in result.stderr.lower()
