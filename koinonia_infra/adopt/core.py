@@ -223,7 +223,7 @@ def _current(settings: Settings, section: str | None, key: str) -> Any:
 
 
 def _show(value: Any) -> str:
-    if value is None:
+    if value is None or value == {}:
         return "(unset)"
     if isinstance(value, bool):
         return "true" if value else "false"
