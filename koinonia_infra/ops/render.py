@@ -77,8 +77,12 @@ def drill_renderable(r: DrillReport) -> Group:
     if r.error:
         lines.append(f"[red]{esc(r.error)}[/]")
     table = _traffic_table(r)
+    table.add_row("seconds to suspended (API)", _num(r.seconds_to_suspended))
     table.add_row("seconds until drained", _num(r.seconds_until_drained))
+    table.add_row("resume deploy live after", _resume_deploy(r))
+    table.add_row("seconds to healthy", _num(r.seconds_to_healthy))
     table.add_row("seconds to rejoin", _num(r.seconds_to_rejoin))
+    table.add_row("timing", esc(r.timing.get("target", "-")))
     table.add_row(
         "p95 before / while suspended",
         f"{_num(r.baseline_p95_latency_ms)} / {_num(r.suspended_p95_latency_ms)} ms",
@@ -98,6 +102,7 @@ def rollout_renderable(r: RolloutReport) -> Group:
         "to live",
         "to healthy",
         "to rejoin",
+        "handover",
     ):
         steps.add_column(col, overflow="fold")
     for s in r.steps:
@@ -111,11 +116,18 @@ def rollout_renderable(r: RolloutReport) -> Group:
             _secs(s.seconds_to_live),
             _secs(s.seconds_to_healthy),
             _secs(s.seconds_to_rejoin),
+            _secs(s.seconds_handover),
         )
     lines = [f"{_headline(r.outcome, 'rollout')}: order {', '.join(map(str, r.order))}"]
     if r.error:
         lines.append(f"[red]{esc(r.error)}[/]")
     return Group(*lines, steps, _checks_table("rollout checks", r.checks), _traffic_table(r))
+
+
+def _resume_deploy(r: DrillReport) -> str:
+    if r.resume_deploy is None:
+        return "-"
+    return f"{r.resume_deploy}: {_num(r.seconds_to_resume_live)} s"
 
 
 def _num(v: float | None) -> str:
@@ -157,8 +169,12 @@ def drill_markdown(r: DrillReport) -> str:
         "## Traffic through the edge",
         "",
         *_md_traffic(r),
+        f"| seconds to suspended (API) | {_num(r.seconds_to_suspended)} |",
         f"| seconds until drained | {_num(r.seconds_until_drained)} |",
+        f"| resume deploy live after | {md(_resume_deploy(r))} |",
+        f"| seconds to healthy | {_num(r.seconds_to_healthy)} |",
         f"| seconds to rejoin | {_num(r.seconds_to_rejoin)} |",
+        f"| timing | {md(r.timing.get('target', '-'))} |",
         f"| p95 before / while suspended | {_num(r.baseline_p95_latency_ms)} / "
         f"{_num(r.suspended_p95_latency_ms)} ms |",
         "",
@@ -177,13 +193,14 @@ def rollout_markdown(r: RolloutReport) -> str:
         f"- Order: {', '.join(f'api-{n}' for n in r.order)}",
         "",
         "| instance | service | outcome | previous deploy | new deploy | status | to live | "
-        "to healthy | to rejoin |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "to healthy | to rejoin | handover |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *[
             f"| api-{s.instance} | {md(s.service)} | {md(s.outcome)} | "
             f"{md(s.previous_deploy or '-')} | {md(s.deploy or '-')} | "
             f"{md(s.deploy_status or '-')} | {_secs(s.seconds_to_live)} | "
-            f"{_secs(s.seconds_to_healthy)} | {_secs(s.seconds_to_rejoin)} |"
+            f"{_secs(s.seconds_to_healthy)} | {_secs(s.seconds_to_rejoin)} | "
+            f"{_secs(s.seconds_handover)} |"
             for s in r.steps
         ],
         "",

@@ -239,6 +239,10 @@ def test_drill_waits_on_renders_asynchronous_suspend_and_resume_deploy() -> None
     assert any(e.startswith("api-1 resume deploy dep-1-1 live after 18") for e in events)
     # K stayed out for the requested duration counted from the suspend taking effect.
     assert report.served_by_while_suspended.get("api-1", 0) == 0
+    # The measured sequence is in the report a change record gets.
+    text = drill_markdown(report)
+    assert "| resume deploy live after | dep-1-1: 18" in text
+    assert "| timing | render |" in text
 
 
 def test_a_resume_whose_deploy_is_never_listed_fails_within_renders_bound() -> None:

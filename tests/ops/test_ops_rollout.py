@@ -163,6 +163,7 @@ def test_rollout_holds_each_instance_through_renders_overlap_and_shutdown_delay(
         assert 90.0 <= step.seconds_handover <= 95.0
     # api-1 was touched only once api-2's old instance was past its window.
     assert report.duration_seconds >= 180.0
+    assert "| to rejoin | handover |" in rollout_markdown(report)
     assert report.failed_requests == 0
 
 
