@@ -502,6 +502,110 @@ class RenderClient:
             self._sleep(min(delay, remaining))
             delay = min(delay * 1.5, 3.0)
 
+    # -- observability: metrics, logs, events (models at the end of the module) -------------
+
+    def metrics(
+        self,
+        kind: MetricKind,
+        resources: list[str],
+        *,
+        start: datetime,
+        end: datetime,
+        resolution_seconds: int = 60,
+        **extra: Any,
+    ) -> list[MetricSeries]:
+        """One metric for several resources (ORed, as the spec says), one series per resource
+        (and per `aggregateBy` value or `quantile`, which the series' labels name)."""
+        params: dict[str, Any] = {
+            "resource": list(resources),
+            "startTime": _rfc3339(start),
+            "endTime": _rfc3339(end),
+            **{k: v for k, v in extra.items() if v is not None},
+        }
+        if kind not in ("cpu-limit", "memory-limit", "instance-count", "active-connections"):
+            # The spec's minimum is 30 s.
+            params["resolutionSeconds"] = max(30, resolution_seconds)
+        data = self._get_json(f"/metrics/{kind}", **params)
+        if not isinstance(data, list):
+            raise RenderApiError(f"Render API at {self.host}: GET /metrics/{kind}: expected a list")
+        return [_parse(MetricSeries, item, f"metrics/{kind}", self.host) for item in data]
+
+    def list_logs(
+        self,
+        owner_id: str,
+        resources: list[str],
+        *,
+        start: datetime,
+        end: datetime,
+        level: list[str] | None = None,
+        types: list[str] | None = None,
+        text: list[str] | None = None,
+        limit: int = 100,
+        max_entries: int = 1000,
+    ) -> list[LogEntry]:
+        """Log lines of `resources` between `start` and `end`, oldest first, following the
+        spec's time paging (`hasMore` → `nextStartTime`/`nextEndTime`) up to `max_entries`."""
+        found: list[LogEntry] = []
+        page_start, page_end = _rfc3339(start), _rfc3339(end)
+        seen: set[tuple[str, str]] = set()
+        while len(found) < max_entries:
+            params: dict[str, Any] = {
+                "ownerId": owner_id,
+                "resource": list(resources),
+                "startTime": page_start,
+                "endTime": page_end,
+                "direction": "forward",
+                "limit": min(PAGE_LIMIT, limit),
+            }
+            if level:
+                params["level"] = list(level)
+            if types:
+                params["type"] = list(types)
+            if text:
+                params["text"] = list(text)
+            data = _object(self._get_json("/logs", **params), "GET /logs", self.host)
+            logs = data.get("logs")
+            if not isinstance(logs, list):
+                raise RenderApiError(f"Render API at {self.host}: GET /logs: no `logs` list")
+            for item in logs:
+                entry = _parse(LogEntry, item, "logs", self.host)
+                if (entry.id, entry.message) not in seen:
+                    seen.add((entry.id, entry.message))
+                    found.append(entry)
+            next_start, next_end = data.get("nextStartTime"), data.get("nextEndTime")
+            if not data.get("hasMore") or not isinstance(next_start, str):
+                break
+            if (next_start, next_end) == (page_start, page_end):
+                break  # a server that does not move on would page forever
+            page_start = next_start
+            page_end = next_end if isinstance(next_end, str) else page_end
+        found.sort(key=lambda e: e.timestamp)
+        return found[:max_entries]
+
+    def list_events(
+        self,
+        service_id: str,
+        *,
+        start: datetime,
+        end: datetime,
+        types: list[str] | None = None,
+        limit: int = 100,
+    ) -> list[ServiceEvent]:
+        """The service's events in the window, most recent first as Render lists them."""
+        params: dict[str, Any] = {"startTime": _rfc3339(start), "endTime": _rfc3339(end)}
+        if types:
+            params["type"] = list(types)
+        return [
+            _parse(ServiceEvent, item, f"events of {service_id}", self.host)
+            for item in self._paginate(
+                f"/services/{service_id}/events",
+                "event",
+                service_id=service_id,
+                limit=limit,
+                **params,
+            )
+        ]
+
 
 def _reason(exc: Exception) -> str:
     text = str(exc).strip()
@@ -540,3 +644,90 @@ def _object(data: Any, what: str, host: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RenderApiError(f"Render API at {host}: {what}: expected a JSON object")
     return data
+
+
+# -- observability: metrics, logs, events ----------------------------------------------------
+# Shapes from Render's spec as vendored by cloudy-sky-software/pulumi-render
+# (provider/cmd/pulumi-gen-render/openapi.yml): GET /metrics/{cpu,memory,cpu-limit,memory-limit,
+# http-requests,http-latency,instance-count,active-connections} answer a list of time series
+# `{labels: [{field, value}], values: [{timestamp, value}], unit}`; GET /logs answers
+# `{hasMore, nextStartTime, nextEndTime, logs: [{id, message, timestamp, labels: [{name,
+# value}]}]}` and pages by time; GET /services/{serviceId}/events answers
+# `[{event: {id, timestamp, serviceId, type, details}, cursor}]`. Query arrays are repeated keys
+# (OpenAPI's default form/explode, as render-oss/cli's generated client sends them) and times
+# are RFC 3339 (`format: date-time`).
+
+MetricKind = Literal[
+    "cpu",
+    "memory",
+    "cpu-limit",
+    "memory-limit",
+    "http-requests",
+    "http-latency",
+    "instance-count",
+    "active-connections",
+]
+
+
+class MetricLabel(_Model):
+    field: str
+    value: str
+
+
+class MetricPoint(_Model):
+    timestamp: datetime
+    value: float
+
+
+class MetricSeries(_Model):
+    labels: list[MetricLabel] = Field(default_factory=list)
+    values: list[MetricPoint] = Field(default_factory=list)
+    unit: str = ""
+
+    def label(self, name: str) -> str | None:
+        return next((lbl.value for lbl in self.labels if lbl.field == name), None)
+
+    @property
+    def resource(self) -> str | None:
+        """The service, Postgres or Key Value id the series is about (the spec's example label
+        is `service`; datastores are named by `resource`)."""
+        return self.label("service") or self.label("resource")
+
+
+class LogLabel(_Model):
+    name: str
+    value: str
+
+
+class LogEntry(_Model):
+    id: str
+    message: str
+    timestamp: datetime
+    labels: list[LogLabel] = Field(default_factory=list)
+
+    def label(self, name: str) -> str | None:
+        return next((lbl.value for lbl in self.labels if lbl.name == name), None)
+
+    @property
+    def level(self) -> str | None:
+        return self.label("level")
+
+    @property
+    def resource(self) -> str | None:
+        return self.label("resource")
+
+    @property
+    def type(self) -> str | None:
+        return self.label("type")
+
+
+class ServiceEvent(_Model):
+    id: str
+    timestamp: datetime
+    service_id: str
+    type: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
