@@ -1,0 +1,80 @@
+"""Resolve the deployment, its rules and the API the way every command does, then collect."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from koinonia_infra.errors import EnvironmentProblem, UsageError
+from koinonia_infra.monitor.collect import collect_monitor
+from koinonia_infra.monitor.model import MonitorReport
+from koinonia_infra.settings import MonitorSettings, VerifySettings
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Render keeps metrics for a limited time; a window longer than a month is a typo.
+MAX_WINDOW = timedelta(days=30)
+
+
+def parse_since(text: str) -> timedelta:
+    """`90s`, `15m`, `1h`, `1h30m`, `2d` → a window; refused in one line otherwise."""
+    raw = text.strip().lower()
+    pos, seconds = 0, 0.0
+    for match in _DURATION.finditer(raw):
+        if raw[pos : match.start()].strip():
+            break
+        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not raw or raw[pos:].strip() or seconds <= 0:
+        raise UsageError(f"--since {text!r}: expected a duration like 15m, 1h or 1h30m")
+    window = timedelta(seconds=seconds)
+    if window < timedelta(minutes=1) or window > MAX_WINDOW:
+        raise UsageError(f"--since {text!r}: choose a window from 1m to 30d")
+    return window
+
+
+@dataclass(frozen=True)
+class MonitorTarget:
+    stack: str | None = None
+    outputs: Path | None = None
+    target: str | None = None
+    state_dir: Path | None = None
+    render_api_url: str | None = None
+
+
+def rules_for(where: MonitorTarget) -> tuple[MonitorSettings, VerifySettings]:
+    """The runbook's defaults, then the stack file's `koinonia:monitor` and `koinonia:verify`
+    when the deployment comes from a stack (as `verify` does)."""
+    if where.outputs is None and where.target is None:
+        from koinonia_infra.project import stack_path
+        from koinonia_infra.settings import load_settings
+
+        settings = load_settings(stack_path(where.stack or "prod"))
+        return settings.monitor, settings.verify
+    return MonitorSettings(), VerifySettings()
+
+
+def run_monitor(where: MonitorTarget, since: timedelta) -> MonitorReport:
+    from koinonia_infra.render_api import RenderClient
+    from koinonia_infra.targets import resolve_descriptor
+
+    monitor, verify = rules_for(where)
+    descriptor = resolve_descriptor(
+        stack=where.stack, outputs=where.outputs, target=where.target, state_dir=where.state_dir
+    )
+    client = RenderClient.for_descriptor(descriptor, where.render_api_url, retry_deadline=20.0)
+    if client is None:
+        raise EnvironmentProblem(
+            "monitor needs the Render API: set RENDER_API_KEY (or RENDER_APIKEY)"
+        )
+    with client:
+        return collect_monitor(
+            descriptor,
+            client,
+            since=since,
+            monitor=monitor,
+            verify=verify,
+            api_url=client.base_url,
+        )
