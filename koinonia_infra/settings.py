@@ -319,6 +319,53 @@ class OpsSettings(_Model):
     poll_interval_seconds: float | None = Field(default=None, ge=1, le=60)
 
 
+# Render's event types (the `EventFilterItem` enum of pulumi-render's `render:webhooks:Webhook`,
+# cloudy-sky-software/pulumi-render sdk/python/pulumi_render/webhooks/_enums.py) that mean an
+# instance, a deploy or a datastore is in trouble. A webhook filters by type only: a
+# `deploy_ended` arrives for every deploy, its `details.deployStatus` says whether it failed.
+DEFAULT_WEBHOOK_EVENTS: tuple[str, ...] = (
+    "server_failed",
+    "server_unhealthy",
+    "server_hardware_failure",
+    "deploy_ended",
+    "image_pull_failed",
+    "pre_deploy_ended",
+    "service_suspended",
+    "postgres_unavailable",
+    "key_value_unhealthy",
+)
+# The secure key holding the webhook's URL (`pulumi config set --secret koinonia:<key> URL`):
+# a webhook URL is a credential for whoever receives the events.
+MONITOR_WEBHOOK_URL_KEY = "monitorWebhookUrl"
+
+
+class MonitorSettings(_Model):
+    """Alert rules of `monitor --check` (the runbook's Step 8 defaults) and the event webhook.
+    Unset latency and split thresholds follow `koinonia:verify` (p95Ms, shareTolerancePoints)."""
+
+    cpu_percent: float = Field(default=80.0, gt=0, le=1000)
+    memory_percent: float = Field(default=90.0, gt=0, le=100)
+    error_rate_percent: float = Field(default=1.0, ge=0, le=100)
+    p95_ms: float | None = Field(default=None, gt=0)
+    share_tolerance_points: float | None = Field(default=None, gt=0, le=100)
+    # Fewer requests through the edge than this in the window: the split is not judged (a
+    # handful of health checks says nothing about a 50/50 balance).
+    min_requests_for_split: int = Field(default=100, ge=1)
+    webhook_events: list[str] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_EVENTS))
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        from koinonia_infra.monitor.events import WEBHOOK_EVENT_TYPES
+
+        unknown = [v for v in value if v not in WEBHOOK_EVENT_TYPES]
+        if unknown:
+            raise ValueError(
+                f"unknown Render event type(s): {', '.join(inert(u) for u in unknown)}"
+            )
+        return value
+
+
 class Settings(_Model):
     owner_id: str
     region: Region = "oregon"
@@ -328,6 +375,7 @@ class Settings(_Model):
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @field_validator("owner_id")
     @classmethod
@@ -356,6 +404,7 @@ _MODEL_FOR_KEY: dict[str, type[BaseModel]] = {
     "edge": EdgeSettings,
     "verify": VerifySettings,
     "ops": OpsSettings,
+    "monitor": MonitorSettings,
 }
 TOP_LEVEL_KEYS = ("ownerId", "region", *_MODEL_FOR_KEY)
 
@@ -394,7 +443,7 @@ def settings_from_config(config: Mapping[str, Any], *, source: str = "") -> Sett
     for key, value in config.items():
         if key in TOP_LEVEL_KEYS:
             data[key] = value
-        elif key in secret_env:
+        elif key in secret_env or key == MONITOR_WEBHOOK_URL_KEY:
             if not _is_secure(value) and not isinstance(value, SecretValue):
                 problems.append(
                     f"{where}{NAMESPACE}:{key}: secret value stored in plaintext; "

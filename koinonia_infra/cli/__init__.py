@@ -12,7 +12,7 @@ import typer
 from typer import _click
 from typer.core import TyperGroup
 
-from koinonia_infra.cli import adopt, engine_cmds, ops, plan, sandbox, verify
+from koinonia_infra.cli import adopt, engine_cmds, monitor, ops, plan, sandbox, verify
 from koinonia_infra.console import output
 from koinonia_infra.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, KoinoniaError
 
@@ -75,7 +75,7 @@ def _root(
         raise typer.Exit(0)
 
 
-for _module in (plan, engine_cmds, verify, sandbox, ops, adopt):
+for _module in (plan, engine_cmds, verify, sandbox, ops, adopt, monitor):
     _module.register(app)
 
 
