@@ -7,6 +7,7 @@ reference (cloudy-sky-software/pulumi-render provider/cmd/pulumi-gen-render/open
 
 from __future__ import annotations
 
+import json
 import sys
 
 import generate_schemas
@@ -27,6 +28,19 @@ DATASTORE_SCHEMAS: dict[str, tuple[str, list[str]]] = {
     ),
 }
 
+
+def drop_invalid_required(path: str = "postgres-detail") -> None:
+    """The reference lists `project` as required in postgresDetail without defining it as a
+    property; pulumi-render removes it before using the spec (provider/pkg/gen/openapi_fixes.go,
+    fixPostgresResponseInvalidRequiredProp), and so does this schema."""
+    file = generate_schemas.OUT / f"{path}.json"
+    doc = json.loads(file.read_text(encoding="utf-8"))
+    doc["required"] = [r for r in doc["required"] if r != "project"]
+    doc["$comment"] += "; 'project' dropped from required as pulumi-render's openapi_fixes.go does"
+    file.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+
+
 if __name__ == "__main__":
     generate_schemas.SCHEMAS = DATASTORE_SCHEMAS
     generate_schemas.main(sys.argv)
+    drop_invalid_required()
