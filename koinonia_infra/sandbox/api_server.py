@@ -3,7 +3,8 @@
 Every /health call really queries PostgreSQL (`SELECT 1` on a pooled connection) and pings Redis;
 200 `ok` when both answer, 503 `degraded` naming what is down. `GET /` is cheap and names the
 instance. Configuration comes from the environment, as on Render: DATABASE_URL, REDIS_URL,
-NODE_ENV, KOINONIA_INSTANCE, KOINONIA_SERVICE (secrets never on the command line).
+NODE_ENV, KOINONIA_INSTANCE, KOINONIA_SERVICE (secrets never on the command line), and the
+sandbox-only KOINONIA_SANDBOX_DELAY_MS (every answer that much later: a slower instance).
 
 Zero-downtime handover (see supervisor.py): the public listening socket is inherited
 (`--listen-fd`) and shared with the next process of the same instance; a private socket
@@ -21,6 +22,7 @@ import json
 import os
 import signal
 import socket
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ from aiohttp import web
 
 Check = Callable[[], Awaitable[bool]]
 CHECK_TIMEOUT_SECONDS = 2.0
+DELAY_ENV = "KOINONIA_SANDBOX_DELAY_MS"
 
 
 def _now() -> str:
@@ -225,10 +228,14 @@ def create_app(
     service: str,
     environment: str,
     fail_health: bool = False,
+    delay_seconds: float = 0.0,
 ) -> web.Application:
-    """The instance's routes; `database` and `cache` are the checks run on every /health."""
+    """The instance's routes; `database` and `cache` are the checks run on every /health.
+    `delay_seconds` slows every answer down (an instance on a slower host, for the tests)."""
 
     async def health(_request: web.Request) -> web.Response:
+        if delay_seconds:
+            await asyncio.sleep(delay_seconds)
         # Sequential on purpose: two extra tasks per request cost more CPU than the overlap saves.
         redis_ok = await cache()
         db_ok = await database()
@@ -252,6 +259,8 @@ def create_app(
         return _json(body, status=503)
 
     async def root(_request: web.Request) -> web.Response:
+        if delay_seconds:
+            await asyncio.sleep(delay_seconds)
         return _json({"service": service, "instance": instance, "environment": environment})
 
     # Sandbox-only routes for the edge's tests (never part of the /health contract): a route that
@@ -264,13 +273,55 @@ def create_app(
         names = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
         return _json({"instance": instance, **{n: request.headers.getall(n, []) for n in names}})
 
-    app = web.Application(middlewares=[_close_when_draining])
+    # Sandbox-only: keeps one CPU busy for a while, so `monitor` tests see a hot instance.
+    async def burn(request: web.Request) -> web.Response:
+        seconds = min(30.0, float(request.match_info["seconds"]))
+        await asyncio.to_thread(_burn_cpu, seconds)
+        return _json({"instance": instance, "burned": seconds})
+
+    app = web.Application(middlewares=[_request_log, _close_when_draining])
     app[DRAINING] = []
     app.router.add_get("/health", health)
     app.router.add_get("/", root)
     app.router.add_get(r"/_sandbox/status/{code:[2-5][0-9][0-9]}", status)
     app.router.add_get("/_sandbox/forwarded", forwarded)
+    app.router.add_get(r"/_sandbox/burn/{seconds:[0-9]+(\.[0-9]+)?}", burn)
     return app
+
+
+def _burn_cpu(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sum(range(10_000))
+
+
+@web.middleware
+async def _request_log(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """One JSON line per request on stdout (the instance's log file): what Render's request
+    logs and HTTP metrics are made of, read back by the control plane (observability.py)."""
+    started = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    else:
+        status = response.status
+        return response
+    finally:
+        line = {
+            "time": _now(),
+            "type": "request",
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "ms": round((time.monotonic() - started) * 1000, 3),
+        }
+        with contextlib.suppress(OSError):
+            os.write(1, (json.dumps(line) + "\n").encode())
 
 
 DRAINING: web.AppKey[list[bool]] = web.AppKey("draining", list)
@@ -324,6 +375,8 @@ async def serve(args: argparse.Namespace) -> None:
         service=env.get("KOINONIA_SERVICE", "koinonia-sms-backend"),
         environment=env.get("NODE_ENV", "production"),
         fail_health=args.fail_health,
+        # Sandbox-only knob, set like any env var through the control plane and a deploy.
+        delay_seconds=float(env.get(DELAY_ENV, "0") or 0) / 1000.0,
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()

@@ -643,4 +643,7 @@ def create_control_plane(
     from koinonia_infra.sandbox.datastores_api import register_datastores  # imports this module
 
     register_datastores(app, getattr(backend, "datastores", None))
+    from koinonia_infra.sandbox.observability import register_observability
+
+    register_observability(app, getattr(backend, "observer", None))
     return app

@@ -52,6 +52,7 @@ from koinonia_infra.sandbox.control_plane import (
     render_id,
 )
 from koinonia_infra.sandbox.datastores_api import Datastores, sandbox_datastores
+from koinonia_infra.sandbox.observability import Observer
 from koinonia_infra.sandbox.state import (
     ProcessRecord,
     SandboxState,
@@ -153,6 +154,8 @@ class Supervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres")
         self._pg_future: Future[None] | None = None
+        # Metrics, logs and events of the control plane (GET /v1/metrics/*, /v1/logs, events).
+        self.observer = Observer(self)
 
     # ---- bookkeeping -------------------------------------------------------------------------
 
@@ -251,6 +254,10 @@ class Supervisor:
         assert service.number is not None
         self._close_socket(service.number)
         self.children.pop(role, None)
+        # Render's event for an instance that exited unasked (spec: Server Failed details).
+        code = proc.returncode
+        reason = {"evicted": False, "earlyExit": True} | ({"nonZeroExit": code} if code else {})
+        self.observer.event(service.id, "server_failed", {"reason": reason})
         self.save_state()
 
     async def _wait_healthy(
@@ -582,6 +589,7 @@ class Supervisor:
     async def restart(self, service: Service) -> None:
         await self.suspend(service)
         await self._ensure_running(service)
+        self.observer.event(service.id, "server_restarted", {"triggeredByUser": None})
 
     async def _ensure_running(self, service: Service) -> None:
         async with service.busy:
