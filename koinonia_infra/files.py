@@ -17,7 +17,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from koinonia_infra.errors import EnvironmentProblem
+from koinonia_infra.errors import EnvironmentProblem, UsageError
 
 
 def describe_os_error(exc: OSError, path: Path | str | None = None) -> str:
@@ -101,3 +101,9 @@ def write_report(path: Path, text: str, *, option: str = "--report") -> None:
         raise EnvironmentProblem(
             f"{option} {exc.message.removeprefix('cannot write ')}; the report was not written"
         ) from None
+
+
+def check_report_path(path: Path | None, *, option: str = "--report") -> None:
+    """Fail before an operation runs, not after, when its report could not go there at all."""
+    if path is not None and (path.is_dir() or not path.parent.is_dir()):
+        raise UsageError(f"{option} {path}: not a file in an existing directory")

@@ -138,8 +138,9 @@ def _flags(
 
 def _check_report_path(path: Path | None) -> None:
     """Fail before the operation runs, not after, when its report could not be written."""
-    if path is not None and (path.is_dir() or not path.parent.is_dir()):
-        raise UsageError(f"--report {path}: not a file in an existing directory")
+    from koinonia_infra.files import check_report_path
+
+    check_report_path(path)
 
 
 def _emit(

@@ -141,7 +141,10 @@ def verify(
     these flags. Exit 0 when every check passes, 1 when one fails, 2 on a usage or configuration
     error, 3 when the environment is missing something (e.g. the Pulumi CLI for --stack)."""
     from koinonia_infra.errors import OperationFailed
+    from koinonia_infra.files import check_report_path
     from koinonia_infra.verify.runner import verify_deployment
+
+    check_report_path(report)  # a typo'd directory fails now, not after the whole run
 
     result = verify_deployment(
         stack=stack,

@@ -174,3 +174,16 @@ def test_verify_report_on_a_full_disk_exits_3_without_a_file(
     assert f"--report {report}: No space left on device" in result.stderr
     assert not report.exists()
     no_temporary_files(small_disk)
+
+
+def test_verify_report_into_a_missing_directory_fails_before_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def must_not_run(**_kwargs: Any) -> None:
+        raise AssertionError("verify ran although its report could not be written")
+
+    monkeypatch.setattr("koinonia_infra.verify.runner.verify_deployment", must_not_run)
+    report = tmp_path / "missing" / "signoff.md"
+    result = runner.invoke(app, ["verify", "--target", "sandbox", "--report", str(report)])
+    assert result.exit_code == 2
+    assert f"--report {report}: not a file in an existing directory" in result.stderr
