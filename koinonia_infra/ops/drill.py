@@ -363,7 +363,7 @@ def run_failover_drill(
     `resume_flags` name the deployment in the `resume` command suggested to the user."""
     guard = Guard(descriptor, client, probe, flags=resume_flags, interval=watch_interval)
     # Suspended or deploying instances first (K too): those refusals say how to bring them back.
-    guard.require(f"suspend api-{instance}", exclude=None, health=False)
+    guard.require(f"suspend api-{instance}", exclude=None, health=False, strict=False)
     target = _preflight(descriptor, client, instance, probe, resume_flags)
     traffic = start_traffic(descriptor.edge_url, rate)
     drill = _Drill(

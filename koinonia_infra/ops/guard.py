@@ -167,9 +167,12 @@ class Guard:
                 )
         return found
 
-    def require(self, action: str, *, exclude: int | None, health: bool = True) -> None:
-        """Refuse `action` unless every instance but `exclude` is in service."""
-        found = self.problems(exclude=exclude, health=health)
+    def require(
+        self, action: str, *, exclude: int | None, health: bool = True, strict: bool = True
+    ) -> None:
+        """Refuse `action` unless every instance but `exclude` is in service. `strict=False`: an
+        API read that fails is left to the caller's next step (which reads the API anyway)."""
+        found = self.problems(exclude=exclude, health=health, strict=strict)
         if found:
             others = "the other instances" if exclude is not None else "every instance"
             raise OperationFailed(

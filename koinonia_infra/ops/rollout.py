@@ -258,7 +258,7 @@ def run_rollout(
     `resume_flags` name the deployment in the `resume` command suggested to the user."""
     guard = Guard(descriptor, client, probe, flags=resume_flags)
     # Suspended or deploying instances first: those refusals say how to bring them back.
-    guard.require("roll out", exclude=None, health=False)
+    guard.require("roll out", exclude=None, health=False, strict=False)
     _preflight(descriptor, probe)
     steps = [
         RolloutStep(
