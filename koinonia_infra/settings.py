@@ -67,6 +67,7 @@ MAX_INSTANCE = 100
 # PyYAML's recursive composer would otherwise end in a RecursionError traceback.
 MAX_YAML_DEPTH = 32
 MAX_STACK_FILE_BYTES = 1_000_000
+MAX_PROBLEM_LINES = 20
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HEALTH_PATH = re.compile(r"/[^\s{}\"'#]*")
 
@@ -481,6 +482,10 @@ def settings_from_config(config: Mapping[str, Any], *, source: str = "") -> Sett
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{where}{NAMESPACE}:{loc}: {msg}")
     if problems:
+        if len(problems) > MAX_PROBLEM_LINES:
+            # A hostile list (100,000 non-numbers) must not become 100,000 lines of output.
+            more = len(problems) - MAX_PROBLEM_LINES
+            problems = [*problems[:MAX_PROBLEM_LINES], f"{where}… and {more} more problem(s)"]
         raise ConfigError(f"invalid settings{' in ' + source if source else ''}", lines=problems)
     return settings
 

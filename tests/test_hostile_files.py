@@ -183,3 +183,11 @@ def test_deeply_nested_descriptor_is_one_line(tmp_path: Path) -> None:
     assert code == 2
     assert len(lines) == 1, lines[:3]
     assert "nested too deeply" in lines[0]
+
+
+def test_a_hostile_list_gives_a_bounded_number_of_lines(project: Path) -> None:
+    junk = ", ".join(["x"] * 5000)
+    code, lines = plan(project, HEAD + f"  koinonia:api:\n    instances: [{junk}]\n")
+    assert code == 2
+    assert len(lines) <= 22, len(lines)
+    assert lines[-1].endswith("more problem(s)")
