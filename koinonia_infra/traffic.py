@@ -35,6 +35,7 @@ server costs a bounded amount of time and memory.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import json
@@ -43,7 +44,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -136,6 +137,12 @@ class BurstResult:
     # Requests sent before measuring, to open every connection; their failures still count.
     warmup_requests: int = 0
     warmup_failures: int = 0
+    # Why the burst ended before every request was sent (`stop_when` or the deadline), else None.
+    # Requests in flight at that moment were abandoned: they are in no sample.
+    stopped: str | None = None
+    planned: int = 0
+    # The warm-up requests that failed, so their reasons are reported like the others'.
+    warmup_failed: tuple[Sample, ...] = ()
 
     @property
     def requests_per_second(self) -> float:
@@ -813,6 +820,68 @@ _LOAD_HEADERS = {
 # ------------------------------------------------------------------------------------------------
 
 
+StopRule = Callable[[int, int, Sequence[bool]], str | None]
+
+
+class _Rounds:
+    """Requests through one `_Probe` by `workers` workers, stoppable by a rule or a deadline."""
+
+    def __init__(
+        self, client: _Probe, workers: int, stop_when: StopRule | None, deadline: float | None
+    ) -> None:
+        self.client = client
+        self.workers = workers
+        self.stop_when = stop_when
+        self.deadline = deadline
+        self.stop = asyncio.Event()
+        self.stopped: str | None = None
+        self.completed = 0
+        self.failed = 0
+        self.recent: collections.deque[bool] = collections.deque(maxlen=256)
+
+    def _record(self, sample: Sample) -> None:
+        self.completed += 1
+        self.failed += not sample.ok
+        self.recent.append(sample.ok)
+        if self.stop_when is not None and self.stopped is None:
+            reason = self.stop_when(self.completed, self.failed, self.recent)
+            if reason is not None:
+                self.stopped = reason
+                self.stop.set()
+
+    async def run(self, count: int) -> list[Sample]:
+        done: list[Sample] = []
+        counter = iter(range(count))
+
+        async def worker() -> None:
+            for _ in counter:
+                if self.stop.is_set():
+                    return
+                sample = await self.client.get()
+                done.append(sample)
+                self._record(sample)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(min(self.workers, count))]
+        halt = asyncio.create_task(self.stop.wait())
+        finished = asyncio.create_task(asyncio.wait(tasks))
+        remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        try:
+            await asyncio.wait(
+                {finished, halt}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            halt.cancel()
+            finished.cancel()
+            if not all(task.done() for task in tasks):
+                if self.stopped is None:
+                    self.stopped = "deadline reached"
+                self.stop.set()
+                for task in tasks:
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return done
+
+
 async def burst_async(
     url: str,
     requests: int,
@@ -822,12 +891,20 @@ async def burst_async(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     verify_tls: bool = True,
     warmup: int = 0,
+    stop_when: StopRule | None = None,
+    deadline: float | None = None,
 ) -> BurstResult:
     """`requests` GETs, `concurrency` workers each on its own keep-alive connection.
 
     With `warmup`, that many requests go first and are left out of the samples, so latency
     measures connections in use rather than their opening (TCP, TLS, the edge's own upstream
     connections); their failures are counted in `warmup_failures`, never hidden.
+
+    `stop_when(completed, failed, recent_ok)` is asked after every answer (warm-up included;
+    `recent_ok` holds the outcomes of the last answers, newest last, at most 256); a reason it
+    returns ends the burst at once, and so does `deadline` (time.monotonic()). The requests in
+    flight then are abandoned, so a failing deployment costs seconds, not `requests /
+    concurrency` times the timeout.
     """
     if requests < 1 or concurrency < 1:
         raise UsageError("requests and concurrency must be at least 1")
@@ -839,22 +916,15 @@ async def burst_async(
         max_connections=workers,
         verify_tls=verify_tls,
     )
-
-    async def run(count: int) -> list[Sample]:
-        done: list[Sample] = []
-        counter = iter(range(count))
-
-        async def worker() -> None:
-            for _ in counter:
-                done.append(await client.get())
-
-        await asyncio.gather(*(worker() for _ in range(min(workers, count))))
-        return done
-
+    rounds = _Rounds(client, workers, stop_when, deadline)
+    warm: list[Sample] = []
+    samples: list[Sample] = []
     try:
-        warm = await run(warmup) if warmup > 0 else []
+        if warmup > 0:
+            warm = await rounds.run(warmup)
         t0 = time.monotonic()
-        samples = await run(requests)
+        if rounds.stopped is None:
+            samples = await rounds.run(requests)
         elapsed = time.monotonic() - t0
     finally:
         await client.aclose()
@@ -866,6 +936,9 @@ async def burst_async(
         concurrency=workers,
         warmup_requests=len(warm),
         warmup_failures=sum(1 for s in warm if not s.ok),
+        stopped=rounds.stopped,
+        planned=requests + max(warmup, 0),
+        warmup_failed=tuple(s for s in warm if not s.ok),
     )
 
 

@@ -105,7 +105,19 @@ def verify(
             metavar="SECONDS",
             min=0.001,
             max=300,
-            help="Deadline of each request: connect, headers and body (default 5).",
+            help="Deadline of each request: connect, headers and body (default 10, longer than "
+            "the edge's 5 s retry window so its own 503 is seen as such).",
+        ),
+    ] = None,
+    deadline: Annotated[
+        float | None,
+        typer.Option(
+            "--deadline",
+            metavar="SECONDS",
+            min=1,
+            max=86_400,
+            help="Limit of the whole run, --wait included (default: --wait plus what a passing "
+            "run needs at these settings; see docs/verify.md).",
         ),
     ] = None,
     wait: Annotated[
@@ -161,6 +173,7 @@ def verify(
             "max_error_rate_percent": max_error_rate,
             "environment": environment,
             "timeout_seconds": timeout,
+            "deadline_seconds": deadline,
             "wait_seconds": wait,
         },
         on_progress=output.info,

@@ -6,7 +6,7 @@ observations to a pass/fail with the measured value and the threshold). No I/O h
     edge-health         edge          GET <edge url><health path>
     distribution        edge          the burst through the edge
     latency             all | api-N   the burst through the edge
-    latency-similarity  all           the burst through the edge
+    latency-similarity  all           its own interleaved sample through the edge, after the burst
     error-rate          edge          the burst through the edge
     config-parity       all           Render API env vars of every instance
     deploy-status       api-N | edge  Render API service + latest deploy
@@ -14,7 +14,9 @@ observations to a pass/fail with the measured value and the threshold). No I/O h
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,11 +27,23 @@ from koinonia_infra.traffic import (
     Sample,
     instance_for_upstream,
     latency_summary,
+    percentile,
 )
 from koinonia_infra.verify.model import CheckResult, VerifyOptions
 
-Probe = Literal["health", "burst", "render"]
+Probe = Literal["health", "burst", "similarity", "render"]
 PARITY_KEYS = ("DATABASE_URL", "REDIS_URL", "NODE_ENV")
+# What the edge itself answers when it gives up, without an upstream's header: Caddy's reverse
+# proxy answers 503 when no upstream is available within lb_try_duration, 502 for a failed
+# proxy attempt and 504 for a timed-out one (caddyserver/caddy v2.6.2
+# modules/caddyhttp/reverseproxy/reverseproxy.go: proxyLoopIteration and statusError).
+EDGE_OWN_ANSWERS = {
+    502: "could not reach an upstream",
+    503: "no healthy upstream",
+    504: "upstream timed out",
+}
+# The two-sided confidence of the bounds the similarity check compares (docs/verify.md).
+SIMILARITY_CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,9 @@ class ServiceState:
 class Observations:
     health: dict[str, Fetched] = field(default_factory=dict)
     burst: BurstResult | None = None
+    similarity: BurstResult | None = None
+    # Set when the health reads were repeated after a burst that stopped early.
+    health_reread: bool = False
     render_skip: str | None = None
     env: dict[int, EnvSnapshot | str] = field(default_factory=dict)
     services: dict[str, ServiceState | str] = field(default_factory=dict)
@@ -147,10 +164,11 @@ def plan_checks(descriptor: Descriptor, options: VerifyOptions) -> list[PlannedC
                 id="latency-similarity",
                 name="Latency similar on all instances",
                 target="all",
-                probe="burst",
+                probe="similarity",
                 threshold=(
-                    f"slowest p50 ÷ fastest p50 ≤ {options.p50_ratio:g} "
-                    f"(p50s under {options.p50_floor_ms:g} ms count as {options.p50_floor_ms:g})"
+                    f"slowest p50 ÷ fastest p50 ≤ {options.p50_ratio:g} beyond doubt "
+                    f"({SIMILARITY_CONFIDENCE:.0%} bounds; under {options.p50_floor_ms:g} ms "
+                    f"counts as {options.p50_floor_ms:g})"
                 ),
             )
         )
@@ -214,6 +232,13 @@ def evaluate(
 ) -> CheckResult:
     if check.probe == "health":
         return _health(check, obs, descriptor, options)
+    if check.probe == "similarity":
+        if obs.similarity is None:
+            if obs.burst is not None and obs.burst.stopped is not None:
+                reason = "not measured: the burst through the edge stopped early"
+                return _result(check, "skip", "not measured", reason)
+            return _result(check, "fail", "not measured", "no traffic was sent")
+        return _similarity(check, obs.similarity, descriptor, options)
     if check.probe == "burst":
         if obs.burst is None:
             return _result(check, "fail", "not measured", "no traffic was sent")
@@ -221,9 +246,7 @@ def evaluate(
             return _distribution(check, obs.burst, descriptor, options)
         if check.id == "latency":
             return _latency(check, obs.burst, descriptor, options)
-        if check.id == "latency-similarity":
-            return _similarity(check, obs.burst, descriptor, options)
-        return _error_rate(check, obs.burst, options)
+        return _error_rate(check, obs, obs.burst, descriptor, options)
     if obs.render_skip is not None:
         return _result(check, "skip", "not observed", obs.render_skip)
     if check.id == "config-parity":
@@ -264,6 +287,10 @@ def _health(
     }
     if s.error is not None:
         return _result(check, "fail", s.error, s.error, values)
+    if check.target == "edge" and not s.upstream and s.status in EDGE_OWN_ANSWERS:
+        # The edge's own answer after its retry window: its body says nothing more.
+        reason = edge_answer(s.status)
+        return _result(check, "fail", f"HTTP {s.status} from the edge", reason, values)
     data, problem = fetched.json()
     if problem is not None:
         reason = problem if s.status == 200 else f"HTTP {s.status}: {problem}"
@@ -409,34 +436,122 @@ def _latency(
     return _result(check, "pass", measured, None, values)
 
 
+def median_bounds(
+    values: Sequence[float], confidence: float = SIMILARITY_CONFIDENCE
+) -> tuple[float, float]:
+    """Distribution-free confidence bounds of the median: order statistics x(k) and x(n+1-k),
+    with k the largest rank such that P(Binomial(n, 1/2) < k) ≤ (1 - confidence) / 2. No
+    assumption on the latency distribution, which is skewed and often bimodal."""
+    ordered = sorted(values)
+    n = len(ordered)
+    tail = (1.0 - confidence) / 2.0
+    total = 2**n
+    k, cumulative = 0, 0
+    while k < n // 2:
+        cumulative += math.comb(n, k)  # P(B <= k) after this line, times 2**n
+        if cumulative / total > tail:
+            break
+        k += 1
+    if k == 0:
+        return ordered[0], ordered[-1]
+    return ordered[k - 1], ordered[n - k]
+
+
 def _similarity(
-    check: PlannedCheck, burst: BurstResult, descriptor: Descriptor, options: VerifyOptions
+    check: PlannedCheck, sample: BurstResult, descriptor: Descriptor, options: VerifyOptions
 ) -> CheckResult:
-    p50s: dict[str, float | None] = {
-        label(i): latency_summary(_samples_for(burst, descriptor, i.number)).p50_ms
+    latencies = {
+        label(i): [s.latency_ms for s in _samples_for(sample, descriptor, i.number) if s.ok]
         for i in descriptor.instances
     }
+    p50s = {k: percentile(v, 50) for k, v in latencies.items()}
+    failed = sum(1 for s in sample.samples if not s.ok) + sample.warmup_failures
     values: dict[str, Any] = {
-        "p50Ms": {k: None if v is None else round(v, 2) for k, v in p50s.items()}
+        "p50Ms": {k: None if v is None else round(v, 2) for k, v in p50s.items()},
+        "samples": {k: len(v) for k, v in latencies.items()},
+        "requests": len(sample.samples),
+        "concurrency": sample.concurrency,
+        "failed": failed,
     }
     measured = " · ".join(f"{k} p50 {_fmt_ms(v)} ms" for k, v in p50s.items())
-    missing = [k for k, v in p50s.items() if v is None]
+    missing = [k for k, v in latencies.items() if not v]
     if missing:
         reason = f"cannot compare: no answers from {', '.join(missing)}"
         return _result(check, "fail", measured, reason, values)
-    known = {k: max(v or 0.0, options.p50_floor_ms, 1e-6) for k, v in p50s.items()}
+    few = {k: len(v) for k, v in latencies.items() if len(v) < options.similarity_min_samples}
+    if few:
+        counts = ", ".join(f"{k} {n}" for k, n in few.items())
+        reason = (
+            f"too few answers to compare ({counts}; {options.similarity_min_samples} needed "
+            "per instance)"
+        )
+        return _result(check, "skip", measured, reason, values)
+    floor = max(options.p50_floor_ms, 1e-6)
+    known = {k: max(v or 0.0, floor) for k, v in p50s.items()}
     slow = max(known, key=lambda k: known[k])
     fast = min(known, key=lambda k: known[k])
     ratio = known[slow] / known[fast]
+    # The margin: the slow instance's median at its lower bound against the fast one's at its
+    # upper bound, so sampling noise never makes the difference.
+    slow_low = max(median_bounds(latencies[slow])[0], floor)
+    fast_high = max(median_bounds(latencies[fast])[1], floor)
+    bound = slow_low / fast_high
     values["ratio"] = round(ratio, 3)
-    measured += f" (ratio {ratio:.2f})"
-    if ratio > options.p50_ratio:
-        reason = f"{slow} p50 is {ratio:.2f} times {fast}'s (max {options.p50_ratio:g})"
+    values["ratioLowerBound"] = round(bound, 3)
+    measured += f" (ratio {ratio:.2f}, at least {bound:.2f})"
+    if bound > options.p50_ratio:
+        reason = (
+            f"{slow} p50 is {ratio:.2f} times {fast}'s, at least {bound:.2f} with "
+            f"{SIMILARITY_CONFIDENCE:.0%} confidence (max {options.p50_ratio:g})"
+        )
         return _result(check, "fail", measured, reason, values)
     return _result(check, "pass", measured, None, values)
 
 
-def _error_rate(check: PlannedCheck, burst: BurstResult, options: VerifyOptions) -> CheckResult:
+def edge_answer(status: int | None) -> str:
+    return f"edge answered {status} ({EDGE_OWN_ANSWERS.get(status or 0, 'its own error')})"
+
+
+def failure_reason(sample: Sample, descriptor: Descriptor) -> str:
+    """What happened to one failed request, in the words a user needs: the client's own error,
+    the edge giving up (no upstream header), or an instance's answer."""
+    if sample.error is not None:
+        return sample.error
+    if not sample.upstream and sample.status in EDGE_OWN_ANSWERS:
+        return edge_answer(sample.status)
+    inst = instance_for_upstream(descriptor, sample.upstream)
+    if inst is not None:
+        return f"HTTP {sample.status} from {label(inst)}"
+    return f"HTTP {sample.status}"
+
+
+def instance_causes(obs: Observations, descriptor: Descriptor, options: VerifyOptions) -> str:
+    """Each failing instance's health problem ("api-1 redis down"), from the health reads."""
+    causes: list[str] = []
+    for inst in descriptor.instances:
+        fetched = obs.health.get(join_url(inst.url, options.health_path))
+        if fetched is None:
+            continue
+        check = PlannedCheck("instance-health", "", label(inst), "health", "", fetched.url)
+        result = _health(check, obs, descriptor, options)
+        if result.status == "fail" and result.reason:
+            causes.append(f"{label(inst)} {_cause(result.reason)}")
+    return "; ".join(causes)
+
+
+def _cause(reason: str) -> str:
+    # "HTTP 503; status degraded; redis down" -> "redis down": the part that names a cause.
+    parts = [p for p in reason.split("; ") if not p.startswith(("HTTP ", "status "))]
+    return ", ".join(parts) if parts else reason
+
+
+def _error_rate(
+    check: PlannedCheck,
+    obs: Observations,
+    burst: BurstResult,
+    descriptor: Descriptor,
+    options: VerifyOptions,
+) -> CheckResult:
     # Warm-up requests are left out of the latency, not out of the errors.
     total = len(burst.samples) + burst.warmup_requests
     failed = [s for s in burst.samples if not s.ok]
@@ -448,14 +563,21 @@ def _error_rate(check: PlannedCheck, burst: BurstResult, options: VerifyOptions)
         "ratePercent": round(rate, 3),
     }
     measured = f"{rate:.2f}% ({n_failed} of {total})"
-    reasons = Counter(s.error or f"HTTP {s.status}" for s in failed)
-    if burst.warmup_failures:
-        reasons["failed during warm-up"] += burst.warmup_failures
+    reasons = Counter(failure_reason(s, descriptor) for s in (*burst.warmup_failed, *failed))
     if reasons:
         values["reasons"] = dict(reasons.most_common(5))
-    if rate > options.max_error_rate_percent:
+    if burst.stopped is not None:
+        values["stoppedEarly"] = burst.stopped
+        measured += f", stopped after {total} of {burst.planned}"
+    if rate > options.max_error_rate_percent or burst.stopped is not None:
         top = "; ".join(f"{n} x {r}" for r, n in reasons.most_common(2))
-        return _result(check, "fail", measured, f"{n_failed} failed: {top}", values)
+        parts = [f"{n_failed} failed: {top}" if n_failed else "no request failed"]
+        if burst.stopped is not None:
+            parts.append(f"burst stopped early ({burst.stopped})")
+        causes = instance_causes(obs, descriptor, options)
+        if causes:
+            parts.append(f"instances: {causes}")
+        return _result(check, "fail", measured, "; ".join(parts), values)
     return _result(check, "pass", measured, None, values)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from koinonia_infra.errors import RenderApiError
 from koinonia_infra.settings import VerifySettings
 from koinonia_infra.traffic import (
     BurstResult,
+    StopRule,
     burst_async,
     fetch_async,
     latency_summary,
@@ -57,46 +58,121 @@ def env_snapshot(env: dict[str, str]) -> EnvSnapshot:
     )
 
 
-async def _observe_http(
-    checks: list[PlannedCheck], descriptor: Descriptor, options: VerifyOptions, obs: Observations
-) -> None:
-    urls = sorted({c.url for c in checks if c.probe == "health" and c.url})
-    if urls:
-        async with make_http_client(
-            timeout=options.timeout_seconds, max_connections=max(len(urls), 1)
-        ) as client:
-            fetched = await asyncio.gather(
-                *(
-                    fetch_async(
-                        client,
-                        u,
-                        timeout=options.timeout_seconds,
-                        max_body_bytes=options.max_body_bytes,
-                    )
-                    for u in urls
+def stop_rule(options: VerifyOptions, planned: int) -> StopRule:
+    """When the burst is clearly failing, so that it stops rather than waiting out every
+    request (each one the edge holds for its retry window): once `window` = max(concurrency,
+    10) requests have answered, stop as soon as (1) more of them have failed than the
+    error-rate threshold allows for the whole burst, so that check can no longer pass, and
+    (2) at least half of the last `window` failed, so the deployment is failing now and not
+    after a glitch that passed."""
+    allowed = options.max_error_rate_percent / 100.0 * planned
+    window = min(max(options.concurrency, 10), planned)
+
+    def rule(completed: int, failed: int, recent: Sequence[bool]) -> str | None:
+        if completed < window or failed <= allowed:
+            return None
+        last = list(recent)[-window:]
+        bad = last.count(False)
+        if 2 * bad < len(last):
+            return None
+        return (
+            f"after {completed} of {planned} requests: {failed} failed, {bad} of the last "
+            f"{len(last)}, over the {options.max_error_rate_percent:g}% allowed"
+        )
+
+    return rule
+
+
+async def _read_health(urls: list[str], options: VerifyOptions, obs: Observations) -> None:
+    if not urls:
+        return
+    async with make_http_client(
+        timeout=options.timeout_seconds, max_connections=max(len(urls), 1)
+    ) as client:
+        fetched = await asyncio.gather(
+            *(
+                fetch_async(
+                    client,
+                    u,
+                    timeout=options.timeout_seconds,
+                    max_body_bytes=options.max_body_bytes,
                 )
+                for u in urls
             )
-        obs.health.update({f.url: f for f in fetched})
+        )
+    obs.health.update({f.url: f for f in fetched})
+
+
+def _instance_health_urls(descriptor: Descriptor, options: VerifyOptions) -> list[str]:
+    return [join_url(i.url, options.health_path) for i in descriptor.instances]
+
+
+async def _observe_http(
+    checks: list[PlannedCheck],
+    descriptor: Descriptor,
+    options: VerifyOptions,
+    obs: Observations,
+    deadline: float,
+) -> None:
+    await _read_health(
+        sorted({c.url for c in checks if c.probe == "health" and c.url}), options, obs
+    )
+    # Leave room after the burst for the health re-read, which names the cause.
+    traffic_deadline = deadline - min(options.timeout_seconds, 5.0)
+    edge = join_url(descriptor.edge_url, options.health_path)
     if any(c.probe == "burst" for c in checks):
         # After the health reads, not alongside them: the burst measures latency.
+        warmup = 2 * options.concurrency
         obs.burst = await burst_async(
-            join_url(descriptor.edge_url, options.health_path),
+            edge,
             options.requests,
             options.concurrency,
             timeout=options.timeout_seconds,
             max_body_bytes=options.max_body_bytes,
             # Two rounds per connection: every client connection and the edge's connections to
             # each upstream are open before anything is timed.
-            warmup=2 * options.concurrency,
+            warmup=warmup,
+            stop_when=stop_rule(options, options.requests + warmup),
+            deadline=traffic_deadline,
+        )
+        if obs.burst.stopped is not None:
+            # What broke during the burst is read now on every instance, whose /health names
+            # the cause (the reads before the burst may predate the fault). Not the edge: with
+            # no healthy upstream it answers only after its retry window, and says less.
+            await _read_health(_instance_health_urls(descriptor, options), options, obs)
+            obs.health_reread = True
+            return
+    if any(c.probe == "similarity" for c in checks):
+        # Few requests in flight, interleaved over the instances by the edge's round robin:
+        # what slows the machine down slows every instance alike, and no queue builds up.
+        count = options.similarity_per_instance * len(descriptor.instances)
+        warmup = 2 * options.similarity_concurrency
+        obs.similarity = await burst_async(
+            edge,
+            count,
+            options.similarity_concurrency,
+            timeout=options.timeout_seconds,
+            max_body_bytes=options.max_body_bytes,
+            warmup=warmup,
+            stop_when=stop_rule(options, count + warmup),
+            deadline=traffic_deadline,
         )
 
 
 def _observe_render(
-    checks: list[PlannedCheck], descriptor: Descriptor, render: RenderClient, obs: Observations
+    checks: list[PlannedCheck],
+    descriptor: Descriptor,
+    render: RenderClient,
+    obs: Observations,
+    deadline: float,
 ) -> None:
     by_number = {i.number: i for i in descriptor.instances}
+    late = "not read: the verify deadline was reached"
     if any(c.id == "config-parity" for c in checks):
         for number, inst in by_number.items():
+            if time.monotonic() >= deadline:
+                obs.env[number] = late
+                continue
             try:
                 obs.env[number] = env_snapshot(render.env_vars(inst.service_id))
             except RenderApiError as exc:
@@ -104,6 +180,9 @@ def _observe_render(
     ids = service_ids(descriptor)
     for check in checks:
         if check.id != "deploy-status":
+            continue
+        if time.monotonic() >= deadline:
+            obs.services[check.target] = late
             continue
         service_id = ids[check.target]
         try:
@@ -126,11 +205,13 @@ def _observe(
     options: VerifyOptions,
     render: RenderClient | None,
     render_skip: str | None,
+    *,
+    deadline: float,
 ) -> Observations:
     obs = Observations(render_skip=render_skip)
-    asyncio.run(_observe_http(checks, descriptor, options, obs))
+    asyncio.run(_observe_http(checks, descriptor, options, obs, deadline))
     if render is not None and any(c.probe == "render" for c in checks):
-        _observe_render(checks, descriptor, render, obs)
+        _observe_render(checks, descriptor, render, obs, deadline)
     return obs
 
 
@@ -145,6 +226,8 @@ def _traffic_summary(burst: BurstResult | None) -> dict[str, Any]:
         "requestsPerSecond": round(burst.requests_per_second, 1),
         "latency": latency_summary(burst.samples).as_dict(),
         "warmupRequests": burst.warmup_requests,
+        "plannedRequests": burst.planned,
+        "stoppedEarly": burst.stopped,
     }
 
 
@@ -172,6 +255,8 @@ def run_verify(
     t0 = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     deadline = t0 + options.wait_seconds
+    budget = options.deadline(len(descriptor.instances))
+    hard_deadline = t0 + budget
     plan = plan_checks(descriptor, options)
 
     owned: RenderClient | None = None
@@ -187,7 +272,7 @@ def run_verify(
 
     try:
         say(f"checking {len(descriptor.instances)} instance(s) and the edge")
-        obs = _observe(plan, descriptor, options, render, render_skip)
+        obs = _observe(plan, descriptor, options, render, render_skip, deadline=hard_deadline)
         results: dict[tuple[str, str], CheckResult] = {}
         for check in plan:
             results[(check.id, check.target)] = evaluate(check, obs, descriptor, options)
@@ -196,7 +281,7 @@ def run_verify(
         delay = _BACKOFF_START
         while True:
             failing = [c for c in plan if results[(c.id, c.target)].status == "fail"]
-            remaining = deadline - time.monotonic()
+            remaining = min(deadline, hard_deadline) - time.monotonic()
             if not failing or remaining <= 0:
                 break
             pause = min(delay, remaining)
@@ -205,7 +290,9 @@ def run_verify(
             time.sleep(pause)
             delay = min(delay * 2, _BACKOFF_MAX)
             attempts += 1
-            obs = _observe(failing, descriptor, options, render, render_skip)
+            obs = _observe(
+                failing, descriptor, options, render, render_skip, deadline=hard_deadline
+            )
             for check in failing:
                 results[(check.id, check.target)] = evaluate(check, obs, descriptor, options)
             if obs.burst is not None:
@@ -222,6 +309,7 @@ def run_verify(
         duration_seconds=time.monotonic() - t0,
         attempts=attempts,
         traffic=traffic,
+        deadline_seconds=budget,
     )
 
 

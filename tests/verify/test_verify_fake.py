@@ -132,7 +132,9 @@ def test_slow_instance_fails_latency_similarity_and_its_own_latency(
     assert similarity["status"] == "fail"
     assert similarity["reason"].startswith("api-2 p50 is ")
     assert similarity["values"]["p50Ms"]["api-2"] >= 50
-    assert similarity["values"]["ratio"] >= 10  # api-1's p50 counts as the 5 ms floor
+    assert similarity["values"]["ratio"] >= 5  # api-1's p50 counts as the 10 ms floor
+    assert similarity["values"]["ratioLowerBound"] > 2
+    assert similarity["values"]["samples"] == {"api-1": 40, "api-2": 40}
     assert checks[("latency", "api-2")]["status"] == "fail"
     assert checks[("latency", "api-1")]["status"] == "pass"
     assert checks[("latency", "api-1")]["values"]["count"] == 10
@@ -342,8 +344,10 @@ def test_threshold_flags_decide_pass_and_fail(
     data = json.loads(result.stdout)
     assert data["thresholds"] == {
         "requests": 20, "concurrency": 16, "shareTolerancePoints": 0.5, "p95Ms": 0.001,
-        "p50Ratio": 1.5, "p50FloorMs": 5.0, "maxErrorRatePercent": 0.0,
+        "p50Ratio": 1.5, "p50FloorMs": 10.0, "maxErrorRatePercent": 0.0,
         "environment": "staging", "waitSeconds": 0.0, "timeoutSeconds": 2.0,
+        # Derived: 3 timeouts + 15 s for the Render API + rounds at twice a 0.001 ms p95.
+        "deadlineSeconds": 21.0,
     }  # fmt: skip
     by = {(c["id"], c["target"]): c for c in data["checks"]}
     latency = by[("latency", "all")]

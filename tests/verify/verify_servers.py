@@ -173,6 +173,9 @@ class FakeDeployment:
     edge_port: int = 0
     rr: int = 0
     foreign: bool = False
+    # With no live instance, the edge answers after this long: Caddy keeps retrying for its
+    # lb_try_duration (the edge's retry window) before answering 503 itself.
+    retry_window: float = 0.0
 
     @property
     def edge_url(self) -> str:
@@ -218,10 +221,14 @@ def make_answer(inst: FakeInstance) -> bytes:
 
 def edge_handler(dep: FakeDeployment) -> Handler:
     async def handle(path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        # Like Caddy: round robin over the live instances, naming the upstream in a header.
+        # Like Caddy: round robin over the live instances, naming the upstream in a header;
+        # with none, 503 "no upstreams available" with no upstream header and an empty body
+        # (caddyserver/caddy v2.6.2 modules/caddyhttp/reverseproxy/reverseproxy.go:524).
         live = [i for i in dep.instances if i.up]
         if not live:
-            writer.write(response(502, b"no upstream", ctype="text/plain"))
+            if dep.retry_window:
+                await asyncio.sleep(dep.retry_window)
+            writer.write(response(503, b"", ctype="text/plain"))
         else:
             inst = live[dep.rr % len(live)]
             dep.rr += 1
