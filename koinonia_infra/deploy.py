@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from koinonia_infra.engine import Engine, EventSink
     from koinonia_infra.ops.common import Probe, Sleep, StartTraffic
     from koinonia_infra.render_api import Deploy, RenderClient
+    from koinonia_infra.settings import Settings
 
 DATASTORE_TYPES = frozenset({"render:postgres:Postgres", "render:key-value:KeyValue"})
 WEB_SERVICE = "render:services:WebService"
@@ -139,6 +140,9 @@ class ChangePlan:
     steps: list[Step] = field(default_factory=list)
     summary: dict[str, int] = field(default_factory=dict)
     policy_violations: list[str] = field(default_factory=list)
+    # Logical names of the resources the stack adopted (importId/importIds) and their env
+    # resources: production that ran before this tool (see `adopted_names`).
+    adopted: frozenset[str] = frozenset()
 
     @property
     def changes(self) -> list[Step]:
@@ -154,12 +158,32 @@ class ChangePlan:
     def data_loss(self) -> list[Step]:
         return [s for s in self.changes if s.is_datastore and s.loud]
 
+    @property
+    def instance_loss(self) -> list[Step]:
+        """A live API instance replaced or deleted: its service id, URL and history go."""
+        return [s for s in self.changes if s.is_api_service and s.loud]
+
+    @property
+    def adopted_at_risk(self) -> list[Step]:
+        """Steps that replace, delete or redeploy an adopted resource. An update of a service
+        or of its env vars is a redeploy: pulumi-render triggers a deploy after either
+        (cloudy-sky-software/pulumi-render provider/pkg/provider/provider.go, OnPostUpdate)."""
+        return [
+            s
+            for s in self.changes
+            if s.name in self.adopted
+            and (s.loud or (s.op == "update" and s.type in (WEB_SERVICE, ENV_VARS)))
+        ]
+
     def to_json(self) -> dict[str, Any]:
         """The documented `preview --format json` shape (see docs/engine.md)."""
         return {
             "stack": self.stack,
             "changeSummary": {op: int(n) for op, n in sorted(self.summary.items())},
-            "steps": [s.to_json() for s in self.changes],
+            "steps": [
+                {**s.to_json(), "adopted": True} if s.name in self.adopted else s.to_json()
+                for s in self.changes
+            ],
         }
 
 
@@ -331,6 +355,8 @@ class Seams:
     # Held around destroy-instance N: the deployment lock, and a refusal while an instance other
     # than N is suspended or deploying (koinonia_infra/ops/guard.py). None: no such check.
     hold: Callable[[Descriptor, int], AbstractContextManager[None]] | None = None
+    # Logical names of adopted resources (adopted_names): called out when a step touches them.
+    adopted: frozenset[str] = frozenset()
 
 
 # ------------------------------------------------------------------------------------------
@@ -619,9 +645,26 @@ def roll_env(
 # ------------------------------------------------------------------------------------------
 
 
-def run_preview(engine: Engine, ui: DeployUI, *, diff: bool = False) -> ChangePlan:
+def adopted_names(settings: Settings | None) -> frozenset[str]:
+    """The logical names of what the stack adopted, from its import ids."""
+    if settings is None:
+        return frozenset()
+    names = {f"api-{n}" for n in settings.api.import_ids} | {
+        f"api-{n}-env" for n in settings.api.import_ids
+    }
+    if settings.postgres.import_id:
+        names.add("postgres")
+    if settings.key_value.import_id:
+        names.add("key-value")
+    return frozenset(names)
+
+
+def run_preview(
+    engine: Engine, ui: DeployUI, *, diff: bool = False, adopted: frozenset[str] = frozenset()
+) -> ChangePlan:
     with ui.progress("preview") as on_event:
         plan = engine.preview(on_event=on_event, diff=diff)
+    plan.adopted = adopted
     ui.show_plan(plan)
     return plan
 
@@ -647,17 +690,33 @@ def refuse_data_loss(plan: ChangePlan, *, allow: bool) -> None:
     )
 
 
+def refuse_instance_loss(plan: ChangePlan, *, allow: bool) -> None:
+    """As refuse_data_loss, for the API instances: a replaced instance gets a new id and URL
+    and serves nothing until its first deploy is live. Removing one on purpose is
+    `destroy-instance N`, which does not pass here."""
+    steps = plan.instance_loss
+    if not steps or allow:
+        return
+    raise UsageError(
+        f"refusing to {steps[0].op} live API instance {steps[0].name}: it would get a new id "
+        "and URL (downtime); fix the settings, use `destroy-instance N` to remove an instance, "
+        "or pass --allow-instance-replacement if this is really intended",
+        lines=[f"{s.op} {s.type} {s.name}: {s.reason() or 'no reason given'}" for s in steps[1:]],
+    )
+
+
 def run_up(
     engine: Engine,
     seams: Seams,
     *,
     yes: bool = False,
     allow_data_loss: bool = False,
+    allow_instance_replacement: bool = False,
     skip_verify: bool = False,
 ) -> UpReport:
     """preview → plan → confirm → update → wait for deploys → verify."""
     ui = seams.ui
-    plan = run_preview(engine, ui)
+    plan = run_preview(engine, ui, adopted=seams.adopted)
     report = UpReport(plan=plan, updated=False)
     if plan.policy_violations:
         raise OperationFailed(
@@ -668,6 +727,7 @@ def run_up(
         ui.message("success", f"stack {plan.stack} is up to date: no changes")
     else:
         refuse_data_loss(plan, allow=allow_data_loss)
+        refuse_instance_loss(plan, allow=allow_instance_replacement)
         require_confirmation(ui, yes=yes, what=f"update stack {plan.stack}")
         held = env_changes(plan) if seams.roll_env is not None else {}
         held_urns = {step.urn for step in held.values()}

@@ -88,6 +88,16 @@ def critical_reason(step: Step) -> str:
     return f"{what} {step.name}: {consequence}" + (f"; {reason}" if reason else "")
 
 
+def adopted_reason(step: Step) -> str:
+    """Why a step on an adopted resource (production that ran before this tool) is called out."""
+    what = {"replace": "replaced", "delete": "deleted"}.get(step.op)
+    if what is None:
+        what = "deleted" if step.is_delete else "replaced" if step.is_replace else "redeployed"
+    consequence = f"adopted production resource {step.name} would be {what}"
+    reason = step.reason()
+    return consequence + (f"; {reason}" if reason else "")
+
+
 @dataclass
 class _Row:
     step: Step
@@ -247,12 +257,13 @@ def summary_line(changes: dict[str, int], operation: Operation) -> str:
 def render_plan(console: Console, plan: ChangePlan) -> None:
     """The plan after a preview: changes (loud ones loud), critical ones with their reason."""
     changes = [s for s in plan.changes if not _hidden(s)]
+    at_risk = {s.urn for s in plan.adopted_at_risk}
     if not changes:
         console.print(f"stack {escape(plan.stack)}: no changes", highlight=False)
     else:
         console.print(f"[bold]Plan for stack {escape(plan.stack)}:[/]", highlight=False)
         for step in changes:
-            style = _style(step)
+            style = "bold red" if step.urn in at_risk else _style(step)
             label = f"{SYMBOL.get(step.op, '?'):<2} {step.op:<8}"
             line = Text(f"  {label} ", style=style)
             line.append(redact(step.type), style="dim")
@@ -267,6 +278,12 @@ def render_plan(console: Console, plan: ChangePlan) -> None:
             elif step.loud and step.reason():
                 console.print(
                     Text(f"     {redact(step.reason())}", style="yellow"), highlight=False
+                )
+            if step.urn in at_risk:
+                console.print(
+                    Text(f"     !! {redact(adopted_reason(step))}", style="bold red"),
+                    highlight=False,
+                    soft_wrap=True,
                 )
     for violation in plan.policy_violations:
         console.print(Text(f"  policy: {violation}", style="red"), highlight=False, soft_wrap=True)

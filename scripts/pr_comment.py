@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from koinonia_infra.deploy import DATASTORE_TYPES, DELETE_OPS, QUIET_OPS, REPLACE_OPS, Step
+from koinonia_infra.deploy import (
+    DATASTORE_TYPES,
+    DELETE_OPS,
+    ENV_VARS,
+    QUIET_OPS,
+    REPLACE_OPS,
+    WEB_SERVICE,
+    Step,
+)
 from koinonia_infra.textsafe import md, md_code
 
 # The workflow finds its earlier comment by this first line, and updates it instead of adding one.
@@ -42,6 +50,17 @@ class InputError(Exception):
 class Preview:
     summary: dict[str, int]
     steps: list[Step]
+    # URNs the preview marked `"adopted": true` (production that ran before this tool).
+    adopted: frozenset[str] = frozenset()
+
+    def adopted_at_risk(self) -> list[Step]:
+        """Replaced, deleted or redeployed adopted resources (a service or env-vars update is a
+        deploy: pulumi-render provider/pkg/provider/provider.go, OnPostUpdate)."""
+        redeploy = [
+            s for s in self.with_op(frozenset({"update"})) if s.type in (WEB_SERVICE, ENV_VARS)
+        ]
+        risky = self.with_op(REPLACE_OPS | DELETE_OPS) + redeploy
+        return [s for s in risky if s.urn in self.adopted]
 
     def with_op(self, ops: frozenset[str]) -> list[Step]:
         """Steps with one of `ops`, one per URN, in preview order."""
@@ -100,6 +119,7 @@ def parse_preview(data: Any, source: str = "preview") -> Preview:
     if not isinstance(raw_steps, list):
         raise InputError(f"{source}: steps: expected a list")
     steps: list[Step] = []
+    adopted: set[str] = set()
     for i, raw in enumerate(raw_steps):
         item = _mapping(raw, f"{source}: steps[{i}]")
         op, urn = item.get("op"), item.get("urn")
@@ -110,6 +130,8 @@ def parse_preview(data: Any, source: str = "preview") -> Preview:
             # urn:pulumi:<stack>::<project>::<type, maybe parent$child>::<name>
             type_ = urn.split("::")[-2].rsplit("$", 1)[-1] if urn.count("::") >= 3 else ""
         steps.append(Step(op=op, urn=urn, type=type_))
+        if item.get("adopted") is True:
+            adopted.add(urn)
 
     raw_summary = doc.get("changeSummary")
     summary: dict[str, int] = {}
@@ -122,7 +144,7 @@ def parse_preview(data: Any, source: str = "preview") -> Preview:
     else:
         for op, count in _mapping(raw_summary, f"{source}: changeSummary").items():
             summary[op] = int(_number(count, f"{source}: changeSummary.{op}"))
-    return Preview(summary=summary, steps=steps)
+    return Preview(summary=summary, steps=steps, adopted=frozenset(adopted))
 
 
 def parse_plan(data: Any, source: str = "plan") -> Cost:
@@ -324,6 +346,14 @@ def render_comment(
         lines += [summary_line(preview), ""]
         replaced = preview.with_op(REPLACE_OPS)
         deleted = preview.with_op(DELETE_OPS)
+        at_risk = preview.adopted_at_risk()
+        if at_risk:
+            lines += _danger_list(
+                "Adopted production resources",
+                "they ran before this tool adopted them; this pull request replaces, deletes "
+                "or redeploys them:",
+                at_risk,
+            )
         if replaced:
             lines += _danger_list(
                 "Replacements",

@@ -46,7 +46,7 @@ def open_engine(stack: str, *, need_render_key: bool = True, create: bool = Fals
 
 def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
     """The real seams around an operation: Render API, health checks, verify."""
-    from koinonia_infra.deploy import Seams, http_health, wait_for_deploys
+    from koinonia_infra.deploy import Seams, adopted_names, http_health, wait_for_deploys
     from koinonia_infra.engine import descriptor_from_outputs, render_edge_lookup
     from koinonia_infra.errors import EnvironmentProblem
     from koinonia_infra.ops.guard import hold_for_removal
@@ -108,6 +108,7 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
         health=http_health(health_path),
         roll_env=roll_env,
         hold=lambda descriptor, number: hold_for_removal(descriptor, number, stack=stack),
+        adopted=adopted_names(settings),
     )
 
 
@@ -156,10 +157,12 @@ def preview(
 
     Replacements and deletions of datastores or API services are called out in red.
     JSON: {stack, changeSummary, steps}."""
-    from koinonia_infra.deploy import run_preview
+    from koinonia_infra.deploy import adopted_names, run_preview
     from koinonia_infra.engine_display import RichUI
+    from koinonia_infra.project import find_project_dir
 
-    plan = run_preview(open_engine(stack), RichUI(), diff=diff)
+    adopted = adopted_names(_settings(stack, find_project_dir()))
+    plan = run_preview(open_engine(stack), RichUI(), diff=diff, adopted=adopted)
     if fmt is Format.json:
         output.json(plan.to_json())
 
@@ -170,6 +173,11 @@ def up(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (CI)."),
     allow_data_loss: bool = typer.Option(
         False, "--allow-data-loss", help="Allow an update that deletes or replaces a datastore."
+    ),
+    allow_instance_replacement: bool = typer.Option(
+        False,
+        "--allow-instance-replacement",
+        help="Allow an update that replaces or deletes a live API instance.",
     ),
     skip_verify: bool = typer.Option(False, "--skip-verify", help="Do not run verify afterwards."),
     deploy_timeout: float = typer.Option(
@@ -188,6 +196,7 @@ def up(
         build_seams(stack, ui, deploy_timeout=deploy_timeout),
         yes=yes,
         allow_data_loss=allow_data_loss,
+        allow_instance_replacement=allow_instance_replacement,
         skip_verify=skip_verify,
     )
     if fmt is Format.json:
