@@ -30,6 +30,9 @@ class ResumeReport(ReportModel):
     healthy: bool
     health: str
     seconds_to_healthy: float | None
+    # The deploy Render starts on a resume (trigger `service_resumed`), followed to its end.
+    deploy: str | None = None
+    deploy_status: str | None = None
 
 
 def run_resume(
@@ -58,13 +61,25 @@ def run_resume(
     # The API accepting the resume says nothing about serving: /health does.
     health = wait_healthy(probe, health_url(inst.url), timeout=timeout, clock=clock, sleep=sleep)
     elapsed = round(clock() - t0, 2)
-    if health.ok:
-        say(f"{where} healthy after {elapsed:g}s")
     error = None if health.ok else f"{where} not healthy {timeout:g}s after resume: {health.detail}"
+    # On Render a resume is a deploy (the deploy schema's `trigger` enum has `service_resumed`,
+    # render-openapi.json in cloudy-sky-software/pulumi-render); until it ends the instance counts
+    # as deploying, and the next drill or rollout would be refused.
+    deploy = client.latest_deploy(inst.service_id) if health.ok else None
+    if deploy is not None and deploy.in_progress:
+        say(f"{where}: following deploy {deploy.id} ({deploy.status})")
+        deploy = client.wait_for_deploy(
+            inst.service_id, deploy.id, timeout=max(1.0, t0 + timeout - clock())
+        )
+        if not deploy.succeeded:
+            error = f"{where}: deploy {deploy.id} ended {deploy.status}"
+    ok = error is None
+    if ok:
+        say(f"{where} healthy after {elapsed:g}s")
     return ResumeReport(
-        outcome="passed" if health.ok else "failed",
+        outcome="passed" if ok else "failed",
         error=error,
-        exit_code=EXIT_OK if health.ok else EXIT_FAILED,
+        exit_code=EXIT_OK if ok else EXIT_FAILED,
         instance=number,
         service=inst.name,
         service_id=inst.service_id,
@@ -73,4 +88,6 @@ def run_resume(
         healthy=health.ok,
         health=health.detail,
         seconds_to_healthy=elapsed if health.ok else None,
+        deploy=deploy.id if deploy is not None else None,
+        deploy_status=deploy.status if deploy is not None else None,
     )

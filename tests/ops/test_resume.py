@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_ops import Drill, healthy, suspended, target
+from sandbox_ops import Drill, api_get, healthy, suspended, target
 from typer.testing import CliRunner
 
 from koinonia_infra.cli import app
@@ -68,6 +68,8 @@ def test_after_a_killed_drill_every_command_says_how_to_resume_and_resume_does(
     assert data["wasSuspended"] is True
     assert data["healthy"] is True
     assert data["secondsToHealthy"] is not None
+    # Not deploying any more either: the next drill or rollout is not refused for it.
+    assert data["deployStatus"] == "live"
     assert not suspended(sandbox, 1)
     assert healthy(sandbox, 1)
     assert sandbox.token not in resumed.output
@@ -128,3 +130,29 @@ def test_resume_without_an_api_key_is_an_environment_error(
     result = invoke(["resume", "1", "--outputs", str(outputs)], tmp_path)
     assert result.exit_code == 3
     assert "resume needs the Render API" in result.stderr
+
+
+@pytest.mark.integration
+def test_resume_follows_the_deploy_render_starts_on_a_resume(
+    render_timed_sandbox: Any, tmp_path: Path
+) -> None:
+    sandbox = render_timed_sandbox
+    drill = Drill(sandbox, 1, duration=300, lock_home=tmp_path)
+    try:
+        drill.wait_for("no longer receives traffic", timeout=120)
+    finally:
+        drill.kill()
+    assert suspended(sandbox, 1)
+    resumed = invoke(["resume", "1", *target(sandbox), "--format", "json"], tmp_path)
+    assert resumed.exit_code == 0, resumed.output
+    data = json.loads(resumed.stdout)
+    assert data["wasSuspended"] is True
+    assert data["healthy"] is True
+    assert data["deployStatus"] == "live"
+    sid = sandbox.descriptor.instance(1).service_id
+    assert api_get(sandbox, f"/services/{sid}/deploys/{data['deploy']}")["trigger"] == (
+        "service_resumed"
+    )
+    # Nothing left in progress: a drill right after is not refused for api-1.
+    status = json.loads(invoke(["status", *target(sandbox), "--format", "json"], tmp_path).stdout)
+    assert status["services"][0]["deployStatus"] == "live"
