@@ -12,13 +12,18 @@ from koinonia_infra.console import output
 from koinonia_infra.monitor.model import MonitorReport
 
 
+def pause(seconds: float) -> None:
+    """Between two refreshes (looked up at each call, so a test can shorten it)."""
+    time.sleep(seconds)
+
+
 def watch_loop(
     read: Callable[[], MonitorReport],
     render: Callable[[MonitorReport], RenderableType],
     interval: float,
     iterations: int | None,
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> MonitorReport | None:
     """Refresh until interrupted or `iterations` reads; the last report is returned."""
     last: MonitorReport | None = None
@@ -30,5 +35,5 @@ def watch_loop(
             live.update(render(last), refresh=True)
             if iterations is not None and done >= iterations:
                 break
-            sleep(interval)
+            (sleep or pause)(interval)
     return last
