@@ -129,6 +129,8 @@ def _render_up(result: UpResult, fmt: Format) -> None:
     table.add_row("control plane", "Render API", "", esc(d.render_api_url or ""))
     output.out.print(table)
     output.info(f"descriptor: {result.state_dir / 'descriptor.json'}  (token inside, mode 0600)")
+    if d.sandbox_timing:
+        output.info(f"timing: {d.sandbox_timing} (sandbox/timing.py; `--timing fast|render`)")
 
 
 def _render_status(result: StatusResult, fmt: Format) -> None:

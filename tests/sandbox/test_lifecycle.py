@@ -211,6 +211,9 @@ def test_up_records_the_timing_profile_in_the_descriptor(sandbox_dir: Path) -> N
     assert up.returncode == 0, up.stderr
     assert json.loads(up.stdout)["descriptor"]["sandboxTiming"] == "render"
     assert load_descriptor(sandbox_dir / "descriptor.json").sandbox_timing == "render"
+    again = cli("sandbox", "up", "--state-dir", sandbox_dir)
+    assert again.returncode == 0, again.stderr
+    assert "timing: render" in again.stdout + again.stderr
 
 
 @pytest.mark.integration
