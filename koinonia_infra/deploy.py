@@ -79,6 +79,8 @@ class Step:
     type: str
     keys: tuple[str, ...] = ()  # properties forcing a replacement
     diffs: tuple[str, ...] = ()  # properties that change
+    # Dotted input paths that change (old vs new inputs of the step event), when known.
+    paths: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -660,11 +662,33 @@ def adopted_names(settings: Settings | None) -> frozenset[str]:
 
 
 def run_preview(
-    engine: Engine, ui: DeployUI, *, diff: bool = False, adopted: frozenset[str] = frozenset()
+    engine: Engine,
+    ui: DeployUI,
+    *,
+    diff: bool = False,
+    adopted: frozenset[str] = frozenset(),
+    refresh: bool = False,
 ) -> ChangePlan:
     with ui.progress("preview") as on_event:
-        plan = engine.preview(on_event=on_event, diff=diff)
+        # `refresh` passed only when asked: engines without it (test fakes) keep working.
+        if refresh:
+            plan = engine.preview(on_event=on_event, diff=diff, refresh=True)
+        else:
+            plan = engine.preview(on_event=on_event, diff=diff)
     plan.adopted = adopted
+    if refresh:
+        from koinonia_infra.adopt.drift import filter_refresh_noise
+
+        filtered = filter_refresh_noise(plan)
+        plan = filtered.plan
+        if filtered.noise:
+            ui.message(
+                "info",
+                "not counted: the provider's known refresh noise on "
+                + ", ".join(filtered.noise)
+                + " (serviceDetails fields Render returns and the program never declares; "
+                "see docs/adopt.md)",
+            )
     ui.show_plan(plan)
     return plan
 

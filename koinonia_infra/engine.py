@@ -79,6 +79,7 @@ class Engine(Protocol):
         on_event: EventSink | None = None,
         diff: bool = False,
         config_file: Path | None = None,
+        refresh: bool = False,
     ) -> ChangePlan: ...
 
     def up(
@@ -386,7 +387,20 @@ def step_from_event(event: EngineEvent) -> Step | None:
         type=meta.type,
         keys=tuple(meta.keys or ()),
         diffs=tuple(meta.diffs or ()),
+        paths=_changed_paths(meta),
     )
+
+
+def _changed_paths(meta: Any) -> tuple[str, ...]:
+    # Old and new inputs ride on the step event; their difference tells a real change from
+    # the provider's refresh noise (koinonia_infra/adopt/drift.py).
+    from koinonia_infra.adopt.provider import nested_differences
+
+    old, new = getattr(meta, "old", None), getattr(meta, "new", None)
+    olds, news = getattr(old, "inputs", None), getattr(new, "inputs", None)
+    if not isinstance(olds, Mapping) or not isinstance(news, Mapping):
+        return ()
+    return tuple(nested_differences(dict(olds), dict(news)))
 
 
 def policy_violation_text(event: EngineEvent) -> str | None:
@@ -422,7 +436,8 @@ class StepCollector:
                 previous = self._steps.get(step.urn)
                 keys = step.keys or (previous.keys if previous else ())
                 diffs = step.diffs or (previous.diffs if previous else ())
-                self._steps[step.urn] = Step(op, step.urn, step.type, keys, diffs)
+                paths = step.paths or (previous.paths if previous else ())
+                self._steps[step.urn] = Step(op, step.urn, step.type, keys, diffs, paths)
             if violation is not None and "mandatory" in violation:
                 self._violations.append(violation)
 
@@ -466,6 +481,7 @@ class PulumiEngine:
         on_event: EventSink | None = None,
         diff: bool = False,
         config_file: Path | None = None,
+        refresh: bool = False,
     ) -> ChangePlan:
         collector = StepCollector(self.stack_name)
         with translate_errors(self.stack_name, "preview"):
@@ -473,6 +489,8 @@ class PulumiEngine:
                 result = self._stack.preview(
                     on_event=self._tee(collector, on_event),
                     diff=diff or None,
+                    # `pulumi preview --refresh`: read every resource's live state first.
+                    refresh=refresh or None,
                     policy_packs=self._policy_packs,
                     config_file=str(config_file) if config_file else None,
                     color="never",

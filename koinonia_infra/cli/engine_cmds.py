@@ -151,6 +151,11 @@ def verify_deployment(
 def preview(
     stack: str = STACK,
     diff: bool = typer.Option(False, "--diff", help="Ask the engine for property-level diffs."),
+    refresh: bool = typer.Option(
+        False,
+        "--refresh",
+        help="Read the live state first (drift); known refresh noise is not counted.",
+    ),
     fmt: Format = FORMAT,
 ) -> None:
     """Show what `up` would change (live, with the policy pack).
@@ -162,7 +167,7 @@ def preview(
     from koinonia_infra.project import find_project_dir
 
     adopted = adopted_names(_settings(stack, find_project_dir()))
-    plan = run_preview(open_engine(stack), RichUI(), diff=diff, adopted=adopted)
+    plan = run_preview(open_engine(stack), RichUI(), diff=diff, adopted=adopted, refresh=refresh)
     if fmt is Format.json:
         output.json(plan.to_json())
 
