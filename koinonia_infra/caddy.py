@@ -25,12 +25,14 @@ CADDYFILE_ENV = "KOINONIA_CADDYFILE"
 # Where the official image puts the binary: caddyserver/caddy-docker 2.6/alpine/Dockerfile
 # (`tar x -z -f /tmp/caddy.tar.gz -C /usr/bin caddy`).
 IMAGE_CADDY = "/usr/bin/caddy"
-# That image has no USER line (it runs as root) and /tmp exists in it; /tmp is writable for any
-# user in any case, and each Render deploy starts a fresh container, so nothing else is there.
+# That image has no USER line (it runs as root) and /tmp exists in it (its build unpacks there);
+# /tmp is writable for any user in any case.
 IMAGE_WORKDIR = "/tmp"
 # Addresses whose X-Forwarded-* headers Caddy keeps (appending the peer to X-Forwarded-For)
 # instead of overwriting them: Render's proxy reaches a service from a private address
-# (10.x), and in the sandbox the client is on loopback. `private_ranges` is 192.168/16,
+# (a Rails app on Render sees REMOTE_ADDR 10.21.x.x behind an X-Forwarded-For of client and
+# CDN: rohitpaulk.com/articles/render-rails-remote-ip), and in the sandbox the client is on
+# loopback. `private_ranges` is 192.168/16,
 # 172.16/12, 10/8, 127/8, fd00::/8 and ::1 (caddyfile.go v2.6.2, `trusted_proxies`).
 TRUSTED_PROXIES: tuple[str, ...] = ("private_ranges",)
 # Methods retried on another upstream after the request may have reached one (a response
