@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import httpx
-from conftest import assert_valid, schema
+from contract_support import assert_valid, schema
 
 from koinonia_infra.render_api import RenderClient
 

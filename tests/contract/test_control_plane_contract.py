@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from conftest import Served, assert_valid, violations
+from contract_support import Served, assert_valid, violations
 
 from koinonia_infra.render_api import RenderClient
 
@@ -197,7 +197,7 @@ def test_client_waits_out_the_reset_header_then_succeeds(plane: Served) -> None:
 def test_render_timing_a_resume_before_the_suspend_acts_cancels_it() -> None:
     import dataclasses
 
-    from conftest import serve_plane
+    from contract_support import serve_plane
 
     from koinonia_infra.sandbox.timing import RENDER
 

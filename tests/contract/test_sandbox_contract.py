@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import assert_valid
+from contract_support import assert_valid
 
 pytestmark = pytest.mark.integration
 
