@@ -116,7 +116,9 @@ def test_drill_failover_on_a_healthy_sandbox(
         # Resume is a deploy there: listed, followed to live, before the instance serves.
         assert data["resumeDeploy"] is not None
         assert data["secondsToResumeLive"] is not None
-        assert data["secondsToRejoin"] >= data["secondsToResumeLive"]
+        # The edge may reach the booted instance before the deploy reads `live` (it dials the
+        # instance, not Render's router): only the order resume -> traffic again is certain.
+        assert data["secondsToRejoin"] > 0
         deploy = api_get(sandbox, f"/services/{sid}/deploys/{data['resumeDeploy']}")
         assert deploy["trigger"] == "service_resumed"
         assert deploy["status"] == "live"
