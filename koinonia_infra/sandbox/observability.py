@@ -463,7 +463,9 @@ def _series(
 ) -> dict[str, Any]:
     return {
         "labels": labels,
-        "values": [{"timestamp": _iso(at), "value": value} for at, value in points],
+        # The spec requires `unit` on each point too (metrics' values items: timestamp, value,
+        # unit), not only on the series.
+        "values": [{"timestamp": _iso(at), "value": value, "unit": unit} for at, value in points],
         "unit": unit,
     }
 

@@ -80,11 +80,11 @@ class Scenario:
 
     # -- answers -----------------------------------------------------------------------------
 
-    def _points(self, value: float | list[float]) -> list[dict[str, Any]]:
+    def _points(self, value: float | list[float], unit: str) -> list[dict[str, Any]]:
         values = value if isinstance(value, list) else [value] * 60
         start = NOW - timedelta(minutes=len(values))
         return [
-            {"timestamp": _iso(start + timedelta(minutes=i)), "value": v}
+            {"timestamp": _iso(start + timedelta(minutes=i)), "value": v, "unit": unit}
             for i, v in enumerate(values)
         ]
 
@@ -94,7 +94,7 @@ class Scenario:
         return {
             "labels": [{"field": field_name, "value": resource},
                        *({"field": k, "value": v} for k, v in labels.items())],
-            "values": self._points(value),
+            "values": self._points(value, unit),
             "unit": unit,
         }  # fmt: skip
 
