@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 ROOT = Path(__file__).resolve().parents[1]
 GITHUB = ROOT / ".github"
 WORKFLOW_DIR = GITHUB / "workflows"
-NAMES = ("ci", "preview", "deploy", "rollback")
+NAMES = ("ci", "preview", "deploy", "rollback", "monitor")
 WORKFLOW_FILES = [WORKFLOW_DIR / f"{name}.yml" for name in NAMES]
 BIN = Path(sys.executable).parent
 SECRET_NAMES = (
@@ -36,6 +36,7 @@ SECRET_NAMES = (
 ALLOWED_WRITES = {
     ("preview", "preview"): {"pull-requests"},
     ("rollback", "pull-request"): {"contents", "pull-requests"},
+    ("monitor", "monitor"): {"issues"},
 }
 
 
@@ -588,7 +589,7 @@ def test_the_pulumi_cli_installed_is_the_version_the_tool_pins() -> None:
         for step in steps(job)
         if str(step.get("uses", "")).startswith("pulumi/actions@")
     ]
-    assert {name for name, _ in installs} == {"ci", "preview", "deploy", "rollback"}
+    assert {name for name, _ in installs} == {"ci", "preview", "deploy", "rollback", "monitor"}
     for name, step in installs:
         assert "command" not in step["with"], f"{name}: pulumi/actions must only install the CLI"
         assert str(step["with"]["pulumi-version"]) == PULUMI_VERSION, name
@@ -692,7 +693,13 @@ def test_commands_called_by_the_workflows_exist_with_those_flags(invocation: Inv
 
 
 @pytest.mark.parametrize(
-    ("name", "job_id"), [("preview", "preview"), ("deploy", "deploy"), ("rollback", "rollback")]
+    ("name", "job_id"),
+    [
+        ("preview", "preview"),
+        ("deploy", "deploy"),
+        ("rollback", "rollback"),
+        ("monitor", "monitor"),
+    ],
 )
 def test_the_tool_is_installed_into_the_venv_pulumi_yaml_names_before_it_runs(
     name: str, job_id: str
