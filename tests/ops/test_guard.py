@@ -264,3 +264,30 @@ def test_rollout_asks_first_and_defaults_to_no(
     assert "Redeploy api-2, api-1 one at a time" in asked.output
     assert "[y/N]" in asked.output
     assert deploys() == before
+
+
+@pytest.mark.integration
+def test_two_drills_started_at_once_from_two_machines_never_both_run(
+    sandbox: Any, tmp_path: Path
+) -> None:
+    # The race: one drill per instance, same instant, no shared lock. Whichever way the
+    # race goes (one refused, or both suspend and both see it), neither holds its instance down
+    # for its whole duration while the other is down, and both end resumed.
+    drills = [Drill(sandbox, n, duration=30, lock_home=tmp_path / f"machine-{n}") for n in (1, 2)]
+    try:
+        results = [d.finish(timeout=120) for d in drills]
+    finally:
+        for d in drills:
+            d.kill()
+    codes = [code for code, _, _ in results]
+    assert codes != [0, 0], results
+    for code, stdout, stderr in results:
+        if code == 0:
+            continue
+        assert code == 1, stderr
+        assert "refusing to suspend" in stderr or "aborted: api-" in stderr, stderr
+        if stdout.strip():  # a report: if it suspended, it brought its instance back
+            report = json.loads(stdout)
+            assert report["resumed"] is report["suspended"], report["timeline"]
+    assert not suspended(sandbox, 1)
+    assert not suspended(sandbox, 2)
