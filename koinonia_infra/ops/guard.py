@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from koinonia_infra.descriptor import Descriptor, InstanceRef
+from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import EnvironmentProblem, OperationFailed, RenderApiError, StackLocked
 from koinonia_infra.ops.common import Probe, Sleep, health_url
 from koinonia_infra.render_api import RenderClient
@@ -96,15 +96,6 @@ def suspended_in_verify(report: VerifyReport) -> list[tuple[int, str]]:
         and c.values.get("suspended") == "suspended"
         and c.target in names
     )
-
-
-def suspended_in(descriptor: Descriptor, client: RenderClient) -> list[InstanceRef]:
-    """The instances the API reports suspended (the ones a killed drill may have left)."""
-    return [
-        inst
-        for inst in sorted(descriptor.instances, key=lambda i: i.number)
-        if client.get_service(inst.service_id).is_suspended
-    ]
 
 
 # ---- the re-check --------------------------------------------------------------------------------
