@@ -20,6 +20,8 @@ validated against them (tests/contract/).
     PUT  /v1/services/{id}/env-vars                    replace all (pulumi-render's
                                                        EnvVarsForService); restarts nothing
     PUT  /v1/services/{id}/env-vars/{key}              {"key", "value"}; restarts nothing
+    GET  /v1/postgres[/{id}], /v1/key-value[/{id}]     the sandbox's datastores, as Render
+                                                       describes them (datastores_api.py)
     POST /v1/_sandbox/services/{id}/fail-next-deploy   sandbox-only: the next deploy of this
                                                        service never gets healthy (body, optional:
                                                        {"healthTimeoutSeconds": 3})
