@@ -224,7 +224,11 @@ def test_rollout_redeploys_every_instance_without_failed_requests(
         assert step["secondsHandover"] >= handover
 
 
-def test_a_deploy_that_never_gets_healthy_stops_the_rollout(sandbox: Any) -> None:
+@PROFILES
+def test_a_deploy_that_never_gets_healthy_stops_the_rollout(
+    request: pytest.FixtureRequest, profile: str
+) -> None:
+    sandbox = started(request, profile)
     api_2 = sandbox.descriptor.instance(2).service_id
     api_1 = sandbox.descriptor.instance(1).service_id
     before_1 = latest_deploy(sandbox, api_1)["id"]
