@@ -3,6 +3,10 @@
 Steady traffic through the edge; suspend instance K through the API; measure failed requests,
 latency and how long until K stopped receiving traffic; resume K; wait until it is healthy and the
 edge sends it traffic again. K is resumed on every path out (error, Ctrl-C, SIGTERM, timeout).
+
+Every step waits on an event the API or the traffic shows (the suspend reported, the resume's
+deploy live, /health, the edge routing to K), polled to a deadline of the target's timing:
+Render's for a real deployment, the sandbox profile's for the sandbox (ops/timing.py).
 """
 
 from __future__ import annotations
