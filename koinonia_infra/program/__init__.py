@@ -15,6 +15,7 @@ from koinonia_infra.program.api import ApiInstance, api_instance
 from koinonia_infra.program.config import secret_env_values, settings_from_pulumi_config
 from koinonia_infra.program.datastores import datastores
 from koinonia_infra.program.edge import edge
+from koinonia_infra.program.webhook import event_webhook
 from koinonia_infra.settings import Settings
 
 __all__ = ["build", "settings_from_pulumi_config"]
@@ -52,3 +53,4 @@ def build(settings: Settings) -> None:
     pulumi.export("postgresId", stores.postgres.id)
     pulumi.export("keyValueId", stores.key_value.id)
     pulumi.export("region", settings.region)
+    event_webhook(settings)

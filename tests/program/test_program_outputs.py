@@ -146,7 +146,7 @@ def test_config_bag_of_the_language_host_is_validated(monkeypatch: pytest.Monkey
         settings_from_pulumi_config()
     assert err.value.lines == [
         "pulumi config: koinonia:instances: unknown key; known keys: ownerId, region, api, "
-        "postgres, keyValue, edge, verify, ops"
+        "postgres, keyValue, edge, verify, ops, monitor"
     ]
 
 
