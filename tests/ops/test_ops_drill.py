@@ -226,6 +226,11 @@ def test_drill_waits_on_renders_asynchronous_suspend_and_resume_deploy() -> None
     suspended = next(c for c in report.checks if c.name == "api-1 suspended via the API")
     assert suspended.passed is True
     assert suspended.measured.startswith("suspended ")
+    # At Render's pace, well inside its GET rate limit: a handful of reads, not a tight loop.
+    calls = world.calls
+    after_suspend = calls[calls.index("POST /v1/services/srv-1/suspend") :]
+    polls = after_suspend[: after_suspend.index("POST /v1/services/srv-1/resume")]
+    assert 4 <= polls.count("GET /v1/services/srv-1") <= 7
     # The resume's deploy was followed to live, and the rejoin measured after it.
     assert report.resume_deploy == "dep-1-1"
     assert report.seconds_to_resume_live is not None
