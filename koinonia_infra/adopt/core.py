@@ -78,6 +78,46 @@ class Names:
         )
 
 
+def _names_of_text(
+    text: str,
+    *,
+    source: str,
+    service: str | None,
+    postgres: str | None,
+    key_value: str | None,
+) -> Names:
+    """The names to look up, from a stack file `adopt` is about to complete: one without an
+    `ownerId` yet is not valid, but its names (or the defaults) still say what to adopt. The
+    edited file is validated in full before anything is written."""
+    from koinonia_infra.settings import (
+        ApiSettings,
+        KeyValueSettings,
+        PostgresSettings,
+        stack_config_of_text,
+    )
+
+    try:
+        return Names.of(
+            settings_of_text(text, source=source),
+            service=service,
+            postgres=postgres,
+            key_value=key_value,
+        )
+    except ConfigError:
+        config = stack_config_of_text(text, source=source)  # YAML errors stay errors
+
+    def name(section: str, default: str) -> str:
+        data = config.get(section)
+        value = data.get("name") if isinstance(data, Mapping) else None
+        return value if isinstance(value, str) else default
+
+    return Names(
+        service=service or name("api", ApiSettings().name),
+        postgres=postgres or name("postgres", PostgresSettings().name),
+        key_value=key_value or name("keyValue", KeyValueSettings().name),
+    )
+
+
 @dataclass(frozen=True)
 class Live:
     """The GET answers (GET /services/{id}, /postgres/{id}, /key-value/{id}) and the env keys."""
@@ -470,9 +510,11 @@ def prepare(
 
     path = stack_path(stack, project_dir)
     text = read_stack_text(path)
-    settings = settings_of_text(text, source=str(path))
     live = find_live(
-        api, Names.of(settings, service=service, postgres=postgres, key_value=key_value)
+        api,
+        _names_of_text(
+            text, source=str(path), service=service, postgres=postgres, key_value=key_value
+        ),
     )
     new_text = apply_values(text, stack_values(live), source=str(path))
     adopted = settings_of_text(new_text, source=str(path))

@@ -273,3 +273,27 @@ def test_json_of_the_spec_shapes_round_trips(render: Render) -> None:
     assert json.loads(json.dumps(render.key_values[0]))["options"] == {
         "maxmemoryPolicy": "allkeys_lru"
     }
+
+
+def test_a_new_stack_file_without_owner_is_completed(render: Render, project: Path) -> None:
+    text = project.read_text()
+    start = text.index("  koinonia:ownerId:")
+    project.write_text(text[:start] + text[text.index("\n", start) + 1 :])
+    assert "ownerId" not in project.read_text().split("config:")[1]
+    result = runner.invoke(app, ["adopt", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "koinonia:ownerId: tea-sandbox0000000000000" in project.read_text()
+
+
+def test_live_values_fix_a_setting_other_errors_leave_the_file(render: Render, project: Path) -> None:
+    project.write_text(project.read_text().replace("plan: standard ", "plan: gigantic "))
+    before = project.read_bytes()
+    result = runner.invoke(app, ["adopt", "--yes", "--service", "koinonia-sms-backend"])
+    # The live plan replaces the bad one, so this one is fixed; a bad key elsewhere is not.
+    assert result.exit_code == 0, result.output
+    project.write_text(before.decode().replace("  koinonia:edge:", "  koinonia:edgee:"))
+    broken = project.read_bytes()
+    result = runner.invoke(app, ["adopt", "--yes"])
+    assert result.exit_code == 2
+    assert "koinonia:edgee: unknown key; did you mean 'edge'?" in result.output
+    assert project.read_bytes() == broken
