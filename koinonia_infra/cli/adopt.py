@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from koinonia_infra.adopt.core import Adoption
     from koinonia_infra.render_api import RenderClient
 
-STACK = typer.Option("prod", "--stack", "-s", help="Stack name (Pulumi.<stack>.yaml).")
+STACK = typer.Option("prod", "--stack", "-s", help="Stack name (`Pulumi.<stack>.yaml`).")
 NameOpt = Annotated[str | None, typer.Option(help="Render name; default: the stack file's.")]
 
 

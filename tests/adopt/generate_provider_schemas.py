@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "contract"))
-from generate_schemas import _Converter, _resolve  # type: ignore[import-not-found]
+from generate_schemas import _Converter, _resolve  # type: ignore[import-not-found, unused-ignore]
 
 SPEC = "cloudy-sky-software/pulumi-render provider/cmd/pulumi-resource-render/openapi_generated.yml"
 OUT = Path(__file__).parent / "schemas"
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> None:
     OUT.mkdir(exist_ok=True)
     for name, pointer in SCHEMAS.items():
         conv = _Converter(spec)
-        doc = {"$comment": f"Generated from {SPEC} (commit {commit}), {pointer}"}
+        doc: dict[str, Any] = {"$comment": f"Generated from {SPEC} (commit {commit}), {pointer}"}
         doc.update(conv.convert(_resolve(spec, pointer)))
         if conv.defs:
             doc["$defs"] = conv.defs

@@ -285,7 +285,9 @@ def test_a_new_stack_file_without_owner_is_completed(render: Render, project: Pa
     assert "koinonia:ownerId: tea-sandbox0000000000000" in project.read_text()
 
 
-def test_live_values_fix_a_setting_other_errors_leave_the_file(render: Render, project: Path) -> None:
+def test_live_values_fix_a_setting_other_errors_leave_the_file(
+    render: Render, project: Path
+) -> None:
     project.write_text(project.read_text().replace("plan: standard ", "plan: gigantic "))
     before = project.read_bytes()
     result = runner.invoke(app, ["adopt", "--yes", "--service", "koinonia-sms-backend"])

@@ -25,7 +25,7 @@ from koinonia_infra.settings import settings_from_config
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
-from engine_fakes import (  # type: ignore[import-not-found]  # noqa: E402
+from engine_fakes import (  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
     ENV,
     KV,
     PG,

@@ -15,7 +15,7 @@ from koinonia_infra.deploy import ChangePlan, Step, run_preview
 from koinonia_infra.engine import StepCollector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "engine"))
-from engine_fakes import FakeUI  # type: ignore[import-not-found]
+from engine_fakes import FakeUI  # type: ignore[import-not-found, unused-ignore]
 
 WEB = "render:services:WebService"
 PG = "render:postgres:Postgres"
