@@ -13,25 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema  # type: ignore[import-untyped, unused-ignore]
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "contract"))
+from contract_support import assert_valid  # type: ignore[import-not-found, unused-ignore]
 
 from koinonia_infra.monitor.collect import collect_monitor
 from koinonia_infra.render_api import RenderClient
 from koinonia_infra.settings import MonitorSettings
 
 pytestmark = pytest.mark.integration
-SCHEMAS = Path(__file__).parents[1] / "contract" / "schemas"
 CLI = [str(Path(sys.executable).parent / "koinonia-infra")]
-
-
-def assert_valid(name: str, answer: Any) -> None:
-    schema = json.loads((SCHEMAS / f"{name}.json").read_text(encoding="utf-8"))
-    problems = [
-        f"{e.json_path}: {e.message[:200]}"
-        for e in jsonschema.Draft202012Validator(schema).iter_errors(answer)
-    ]
-    assert not problems, f"answer breaks {name}.json:\n" + "\n".join(problems)
 
 
 def wait_for(predicate: Any, timeout: float = 15.0, what: str = "") -> None:
