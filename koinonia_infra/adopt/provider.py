@@ -12,13 +12,17 @@ Three steps, each from the real source:
    step_generator.go `processIgnoreChanges` → sdk/go/common/resource/properties_path.go
    `Reset`): each ignored path of the new inputs takes the old value, or is removed when the
    old inputs have none.
-3. Diff: top-level keys added, removed or changed. A key the PATCH schema lacks is a REPLACE,
-   one it has an UPDATE (framework rest/request.go `determineDiffsAndReplacements`; for
-   services pulumi-render provider/pkg/provider/provider.go `OnDiff` with `webServicePatch`).
-   An update of a service PATCHes it and triggers a deploy (`OnPostUpdate`).
+3. Diff: an import does not end at the import step: once it resolves, the engine continues
+   with the normal step generation against the program's goal (pulumi/pulumi
+   pkg/resource/deploy/step_generator.go, `continueResourceImportEvent`), i.e. the provider's
+   Diff of the imported inputs and the declared ones: of the top-level keys added, removed
+   or changed, a key the PATCH schema lacks is a REPLACE, one it has an UPDATE (framework
+   rest/request.go `determineDiffsAndReplacements`; for services pulumi-render
+   provider/pkg/provider/provider.go `OnDiff` with `webServicePatch`). An update of a service
+   PATCHes it and triggers a deploy (`OnPostUpdate`).
 
 Key sets: Render's spec as pulumi-render embeds it
-(provider/cmd/pulumi-resource-render/openapi_generated.yml); tests/adopt/test_provider_model.py
+(provider/cmd/pulumi-resource-render/openapi_generated.yml); tests/adopt/test_ignore_lists.py
 checks each set against that file's schemas.
 """
 
