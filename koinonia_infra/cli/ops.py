@@ -197,7 +197,11 @@ def status(
     dials, the edge's upstreams, and requests through the edge reaching each instance.
     """
     from koinonia_infra.ops.common import probe_health
-    from koinonia_infra.ops.status import collect_status, sample_through_edge
+    from koinonia_infra.ops.status import (
+        collect_status,
+        private_network_line,
+        sample_through_edge,
+    )
     from koinonia_infra.render_api import RenderClient
 
     descriptor = _descriptor(stack, outputs, target, state_dir)
@@ -213,6 +217,9 @@ def status(
         output.json(report.to_json())
     else:
         output.out.print(report.table())
+    confirmed = private_network_line(report)
+    if confirmed is not None:
+        output.info(confirmed)
     for line in report.warnings:
         output.warning(line)
     _warn_suspended(

@@ -291,3 +291,13 @@ def sample_through_edge(url: str, count: int) -> list[Sample]:
     from koinonia_infra.traffic import fetch_many
 
     return [f.sample for f in fetch_many([url] * count, timeout=5.0, max_body_bytes=64 << 10)]
+
+
+def private_network_line(report: StatusReport) -> str | None:
+    """What the checks established, in one line, when they all held (warnings say the rest)."""
+    if report.private_network.confirmed is not True:
+        return None
+    reached = ", ".join(
+        f"{s.role} at {s.private_address}" for s in report.services if s.role != "edge"
+    )
+    return f"private network confirmed: the edge reaches {reached}"

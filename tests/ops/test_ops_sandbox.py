@@ -274,3 +274,4 @@ def test_status_checks_the_private_network_against_the_running_edge(sandbox: Any
         assert row["inEdgeUpstreams"] is True
         assert row["servedViaEdge"] is True
     assert "warning" not in result.stderr.lower()
+    assert "private network confirmed: the edge reaches api-1 at " in result.stderr

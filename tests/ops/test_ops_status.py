@@ -7,7 +7,7 @@ from __future__ import annotations
 from ops_fakes import World
 
 from koinonia_infra.caddy import render_caddyfile
-from koinonia_infra.ops.status import StatusReport, collect_status
+from koinonia_infra.ops.status import StatusReport, collect_status, private_network_line
 from koinonia_infra.settings import EdgeSettings
 
 
@@ -30,6 +30,9 @@ def test_a_consistent_deployment_is_confirmed_without_warnings() -> None:
     assert report.warnings == []
     assert report.private_network.confirmed is True
     assert report.private_network.edge_upstreams == ["svc-1:8080", "svc-2:8080"]
+    assert private_network_line(report) == (
+        "private network confirmed: the edge reaches api-1 at svc-1:8080, api-2 at svc-2:8080"
+    )
     data = report.to_json()
     api_2 = data["services"][1]
     assert api_2["slug"] == "svc-2"
@@ -73,6 +76,7 @@ def test_an_edge_dialing_a_stale_list_is_said() -> None:
         "the edge also dials old-3:8080, which is no instance of this deployment",
     ]
     assert report.services[1].in_edge_upstreams is False
+    assert private_network_line(report) is None
 
 
 def test_an_unreadable_edge_is_said_and_nothing_is_confirmed() -> None:
