@@ -380,7 +380,9 @@ class EnvReport:
     # them (pulumi-render's EnvVarsForService PUTs the complete list, PUT /services/{id}/env-vars).
     undeclared: list[str]
     # `pulumi config set --secret` commands, one per key of api.secretEnv and per undeclared
-    # secret-looking key; without a value the CLI prompts for it (never in argv, never in `ps`).
+    # secret-looking key; without a value the CLI prompts for it without echo, or reads stdin
+    # (pulumi/pulumi pkg/cmd/pulumi/config/config.go, "If a value is not present on the command
+    # line, pulumi will prompt for the value"): never in argv, never in `ps`.
     commands: list[str] = field(default_factory=list)
 
 
