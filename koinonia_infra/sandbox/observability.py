@@ -237,7 +237,9 @@ class Observer:
         self.clock = clock or time.time
         self.samples: dict[str, deque[Sample]] = {}
         self.requests: dict[str, deque[RequestRecord]] = {}
+        # Apart, so a busy hour of request lines never pushes the application's errors out.
         self.log_lines: deque[LogRecord] = deque(maxlen=KEEP_LOG_LINES)
+        self.request_lines: deque[LogRecord] = deque(maxlen=KEEP_LOG_LINES)
         self.events: dict[str, list[EventRecord]] = {}
         self._ticks: dict[int, tuple[float, int]] = {}
         self._offsets: dict[Path, int] = {}
@@ -367,7 +369,7 @@ class Observer:
             )
             extra = {"statusCode": str(status), "method": str(data.get("method", "")),
                      "path": str(data.get("path", ""))}  # fmt: skip
-            self.log_lines.append(
+            self.request_lines.append(
                 LogRecord(log_id, at, service.id, instance, "info", "request", message, extra)
             )
             return
@@ -605,7 +607,7 @@ class _Handlers:
             if request.query.getall(name, [])
         }
         matching = [
-            r for r in self.o.log_lines
+            r for r in (*self.o.log_lines, *self.o.request_lines)
             if r.resource in resources and start <= r.at <= end and _matches(r, filters)
         ]  # fmt: skip
         matching.sort(key=lambda r: (r.at, r.id), reverse=direction == "backward")
