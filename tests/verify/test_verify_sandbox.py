@@ -122,3 +122,98 @@ def test_wait_reports_last_observation_at_deadline(sandbox: Any) -> None:
     assert data["attempts"] >= 2
     health = checks_of(result)[("instance-health", "api-2")]
     assert "connection refused" in health["reason"]
+
+
+def _reasons(data: dict[str, Any]) -> list[str]:
+    return [c["reason"] for c in data["checks"] if c["reason"]]
+
+
+@pytest.mark.parametrize(
+    ("role", "sig", "cause"),
+    [
+        ("redis", signal.SIGTERM, "redis down"),
+        # SIGINT is PostgreSQL's fast shutdown; SIGTERM (smart) waits for the instances' pools.
+        ("postgres", signal.SIGINT, "database down"),
+    ],
+)
+def test_datastore_down_is_bounded_and_named_on_every_instance(
+    sandbox: Any, role: str, sig: signal.Signals, cause: str
+) -> None:
+    # It ran ~26 minutes: each of the 5,000 requests waited out the edge's retry window.
+    sandbox.stop(role, sig)
+    t0 = time.monotonic()
+    result = verify(sandbox, "--requests", "5000", "-f", "json")
+    elapsed = time.monotonic() - t0
+    assert result.exit_code == 1
+    assert elapsed < 60  # loose on a shared machine: measured ~15 s
+    data = json.loads(result.stdout)
+    checks = checks_of(result)
+    for target in ("api-1", "api-2"):
+        assert cause in checks[("instance-health", target)]["reason"]
+    errors = checks[("error-rate", "edge")]
+    assert errors["status"] == "fail"
+    assert data["traffic"]["stoppedEarly"] is not None
+    assert f"instances: api-1 {cause}; api-2 {cause}" in errors["reason"]
+    # What happened, in words: the edge giving up, or an instance's 503, never a client timeout.
+    assert all(
+        r.startswith(("edge answered 503 (no healthy upstream)", "HTTP 503 from api-"))
+        for r in errors["values"]["reasons"]
+    ), errors["values"]["reasons"]
+    assert not any("timed out" in r for r in _reasons(data))
+
+
+def test_redis_killed_during_the_burst_stops_it_and_names_the_cause(sandbox: Any) -> None:
+    # A burst that would take minutes on a healthy sandbox; Redis dies a few seconds in.
+    killer = threading.Timer(3.0, sandbox.stop, ("redis",))
+    killer.start()
+    t0 = time.monotonic()
+    try:
+        result = verify(sandbox, "--requests", "200000", "-c", "8", "-f", "json")
+    finally:
+        killer.join()
+    elapsed = time.monotonic() - t0
+    assert result.exit_code == 1
+    assert elapsed < 60
+    data = json.loads(result.stdout)
+    assert data["traffic"]["stoppedEarly"] is not None
+    assert data["traffic"]["requests"] < 200_000
+    checks = checks_of(result)
+    # Read again after the burst: the reads before it found Redis up.
+    for target in ("api-1", "api-2"):
+        assert "redis down" in checks[("instance-health", target)]["reason"]
+
+
+def test_repeated_healthy_runs_pass_latency_similarity(sandbox: Any) -> None:
+    # Default runs back to back; the burst-based check failed 2 of 10 of these.
+    seen = []
+    for _ in range(10):
+        result = verify(sandbox, "-f", "json")
+        similarity = checks_of(result)[("latency-similarity", "all")]
+        seen.append((similarity["status"], similarity["measured"]))
+    assert all(status == "pass" for status, _ in seen), seen
+
+
+def test_a_really_slower_instance_fails_latency_similarity(sandbox: Any) -> None:
+    import httpx
+
+    # api-2 answers 50 ms later (its env through the control plane, then a deploy, as on Render).
+    inst = sandbox.descriptor.instance(2)
+    with httpx.Client(base_url=sandbox.api_url, headers=sandbox.auth_headers) as api:
+        put = api.put(
+            f"/services/{inst.service_id}/env-vars/KOINONIA_SANDBOX_DELAY_MS", json={"value": "50"}
+        )
+        assert put.status_code == 200
+        deploy = api.post(f"/services/{inst.service_id}/deploys", json={}).json()
+        deadline = time.monotonic() + 60
+        status = deploy["status"]
+        while status != "live":
+            assert time.monotonic() < deadline, f"deploy still {status}"
+            time.sleep(0.2)
+            status = api.get(f"/services/{inst.service_id}/deploys/{deploy['id']}").json()["status"]
+    result = verify(sandbox, "-f", "json")
+    assert result.exit_code == 1
+    similarity = checks_of(result)[("latency-similarity", "all")]
+    assert similarity["status"] == "fail", similarity
+    assert similarity["reason"].startswith("api-2 p50 is ")
+    assert similarity["values"]["p50Ms"]["api-2"] >= 50
+    assert similarity["values"]["ratioLowerBound"] > 2
