@@ -98,3 +98,24 @@ def test_hangup_and_quit_mid_drill_resume_the_instance(sandbox: Any) -> None:
         assert "api-1 resumed" in stderr
         assert not suspended(sandbox, 1)
         wait_healthy(sandbox, 1)
+
+
+@pytest.mark.integration
+def test_a_dropped_session_resumes_the_instance_though_nothing_can_be_printed(
+    sandbox: Any,
+) -> None:
+    # A dropped SSH session: SIGHUP, and every later write to the terminal fails.
+    drill = Drill(sandbox, 1, duration=60)
+    try:
+        drill.wait_for("no longer receives traffic")
+        assert drill.proc.stdout is not None
+        assert drill.proc.stderr is not None
+        drill.proc.stdout.close()
+        drill.proc.stderr.close()
+        drill.proc.send_signal(signal.SIGHUP)
+        drill.proc.wait(timeout=30)
+    finally:
+        drill.kill()
+    assert drill.proc.returncode != -signal.SIGHUP
+    assert not suspended(sandbox, 1)
+    wait_healthy(sandbox, 1)
