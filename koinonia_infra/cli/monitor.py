@@ -76,7 +76,11 @@ def monitor(
         elif fmt is MonitorFormat.markdown:
             output.text(render_markdown(result))
         else:
-            output.out.print(render_screen(result), soft_wrap=False)
+            from koinonia_infra.console import make_console
+
+            # Off a terminal (a CI log) rich would assume 80 columns and fold every cell.
+            screen = output.out if output.out.is_terminal else make_console(width=160)
+            screen.print(render_screen(result), soft_wrap=False)
     if report is not None and result is not None:
         from koinonia_infra.files import write_report
 

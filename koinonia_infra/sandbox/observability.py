@@ -38,6 +38,7 @@ import json
 import math
 import os
 import re
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -245,12 +246,26 @@ class Observer:
         self._offsets: dict[Path, int] = {}
         self._partial: dict[Path, bytes] = {}
         self._log_seq = 0
+        self.lock = threading.RLock()
 
     # -- events ------------------------------------------------------------------------------
 
     def event(self, service_id: str, type_: str, details: dict[str, Any] | None = None) -> None:
         record = EventRecord(render_id("evt"), self.clock(), service_id, type_, details or {})
-        self.events.setdefault(service_id, []).append(record)
+        with self.lock:
+            self.events.setdefault(service_id, []).append(record)
+
+    # Sampling runs in a worker thread, the routes on the event loop: both go through `lock`
+    # (a deque appended to while another thread iterates it raises).
+
+    def tick(self) -> None:
+        """A sample of every process, then the new lines of the log files."""
+        with self.lock:
+            self._tick()
+
+    def read_logs(self, now: float) -> None:
+        with self.lock:
+            self._read_logs(now)
 
     # -- sampling ----------------------------------------------------------------------------
 
@@ -277,7 +292,7 @@ class Observer:
             return None
         return proc.pid
 
-    def tick(self) -> None:
+    def _tick(self) -> None:
         now = self.clock()
         for service in list(self.observed.services.values()):
             pid = self._service_pid(service)
@@ -306,7 +321,7 @@ class Observer:
                 Sample(now, self._cpu_of([redis.pid], now), _rss_bytes(redis.pid), 1,
                        established_connections(port)),
             )  # fmt: skip
-        self.read_logs(now)
+        self._read_logs(now)
 
     # -- logs --------------------------------------------------------------------------------
 
@@ -323,7 +338,7 @@ class Observer:
             with contextlib.suppress(OSError):
                 self._offsets[path] = path.stat().st_size
 
-    def read_logs(self, now: float) -> None:
+    def _read_logs(self, now: float) -> None:
         for path, service in self._log_files():
             try:
                 size = path.stat().st_size
@@ -482,6 +497,18 @@ class _Handlers:
     def __init__(self, observer: Observer) -> None:
         self.o = observer
 
+    async def metric(self, request: web.Request) -> web.Response:
+        with self.o.lock:
+            return self._metric(request)
+
+    async def logs(self, request: web.Request) -> web.Response:
+        with self.o.lock:
+            return self._logs(request)
+
+    async def events(self, request: web.Request) -> web.Response:
+        with self.o.lock:
+            return self._events(request)
+
     def _sampled(
         self, q: _Query, pick: Callable[[list[Sample]], float]
     ) -> dict[str, list[tuple[float, float]]]:
@@ -502,7 +529,7 @@ class _Handlers:
         service = self.o.observed.services.get(resource)
         return service.plan if service is not None else None
 
-    async def metric(self, request: web.Request) -> web.Response:
+    def _metric(self, request: web.Request) -> web.Response:
         kind = request.match_info["kind"]
         q = _metric_query(request, self.o.clock())
         answer: list[dict[str, Any]] = []
@@ -582,7 +609,7 @@ class _Handlers:
                 answer.append(_series(labels, points, "ms"))
         return answer
 
-    async def logs(self, request: web.Request) -> web.Response:
+    def _logs(self, request: web.Request) -> web.Response:
         if not request.query.get("ownerId"):
             raise _error(400, "invalid_owner", "ownerId is required")
         if request.query["ownerId"] != OWNER_ID:
@@ -626,7 +653,7 @@ class _Handlers:
             }
         )
 
-    async def events(self, request: web.Request) -> web.Response:
+    def _events(self, request: web.Request) -> web.Response:
         service_id = request.match_info["service_id"]
         if service_id not in self.o.observed.services:
             raise _error(404, "not_found", f"service {service_id} not found")
@@ -656,21 +683,25 @@ def _matches(record: LogRecord, filters: dict[str, list[str]]) -> bool:
     return True
 
 
-def register_observability(app: web.Application, observer: Observer | None) -> None:
-    """Adds the metrics, logs and events routes; none when the backend observes nothing."""
+def register_observability(
+    app: web.Application, observer: Observer | None, *, sample: bool = True
+) -> None:
+    """Adds the metrics, logs and events routes; none when the backend observes nothing.
+    `sample=False`: no sampling loop (a test drives `tick` and `read_logs` itself)."""
     if observer is None:
         return
     handlers = _Handlers(observer)
 
     # Sampling runs as long as the control plane serves (runner setup → cleanup).
-    async def sample(_app: web.Application) -> AsyncIterator[None]:
+    async def sample_loop(_app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(observer.run())
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app.cleanup_ctx.append(sample)
+    if sample:
+        app.cleanup_ctx.append(sample_loop)
     app.router.add_get("/v1/metrics/{kind}", handlers.metric)
     app.router.add_get("/v1/logs", handlers.logs)
     app.router.add_get("/v1/services/{service_id}/events", handlers.events)

@@ -255,7 +255,8 @@ class Supervisor:
         self._close_socket(service.number)
         self.children.pop(role, None)
         # Render's event for an instance that exited unasked (spec: Server Failed details).
-        code = proc.returncode
+        # A signal shows as the shell's exit status, 128 + signal (SIGKILL: 137).
+        code = 128 - proc.returncode if proc.returncode and proc.returncode < 0 else proc.returncode
         reason = {"evicted": False, "earlyExit": True} | ({"nonZeroExit": code} if code else {})
         self.observer.event(service.id, "server_failed", {"reason": reason})
         self.save_state()

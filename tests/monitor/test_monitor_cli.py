@@ -14,6 +14,7 @@ from koinonia_infra.cli import app
 from koinonia_infra.monitor import run as monitor_run
 from koinonia_infra.monitor.collect import collect_monitor
 from koinonia_infra.monitor.model import MonitorReport
+from koinonia_infra.monitor.render import BARS
 from koinonia_infra.monitor.run import MonitorTarget
 
 runner = CliRunner()
@@ -58,6 +59,10 @@ def test_check_exits_0_when_all_is_well_and_without_check_a_rule_does_not_fail(
     ok = runner.invoke(app, ["monitor", "--outputs", str(outputs), "--check"])
     assert ok.exit_code == 0, ok.output
     assert "no alert rule fired" in ok.output
+    # One row per service, its sparklines included, even in a 80-column pipe.
+    [row] = [line for line in ok.stdout.splitlines() if "api-1" in line]
+    assert "40 % (peak 40 %)" in row
+    assert BARS[3] * 5 in row  # a flat 40 % CPU line, scaled to 100 %
     serve(monkeypatch, Scenario(suspended={API_2}))
     shown = runner.invoke(app, ["monitor", "--outputs", str(outputs)])
     assert shown.exit_code == 0, shown.output
@@ -134,3 +139,19 @@ def test_the_key_never_reaches_the_output(monkeypatch: pytest.MonkeyPatch, outpu
     for fmt in ("table", "json", "markdown"):
         result = runner.invoke(app, ["monitor", "--outputs", str(outputs), "--format", fmt])
         assert KEY not in result.output
+
+
+def test_rules_come_from_the_stack_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from koinonia_infra.monitor.run import rules_for
+
+    (tmp_path / "Pulumi.yaml").write_text("name: koinonia\nruntime: python\n")
+    (tmp_path / "Pulumi.staging.yaml").write_text(
+        "config:\n  koinonia:ownerId: tea-testowner0001\n"
+        "  koinonia:monitor:\n    cpuPercent: 60\n  koinonia:verify:\n    p95Ms: 400\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monitor, verify = rules_for(MonitorTarget(stack="staging"))
+    assert monitor.cpu_percent == 60
+    assert verify.p95_ms == 400
+    defaults, _ = rules_for(MonitorTarget(target="sandbox"))
+    assert defaults.cpu_percent == 80

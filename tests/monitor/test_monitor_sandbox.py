@@ -181,6 +181,7 @@ def test_a_killed_instance_fires_instance_down_and_a_server_failed_event(sandbox
     assert "alert rule(s) fired: instance down on api-2 (koinonia-sms-backend-2)" in down.stderr
     data = json.loads(down.stdout)
     assert [(e["role"], e["type"]) for e in data["events"]] == [("api-2", "server_failed")]
+    assert "nonZeroExit=137" in data["events"][0]["detail"]  # SIGKILL, as a shell reports it
     assert data["targets"][1]["down"] is True
 
     with httpx.Client(headers=sandbox.auth_headers, timeout=30) as http:
