@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from koinonia_infra.settings import VerifySettings
 
 SCHEMA_VERSION = 1
+# Longer than the edge's default retry window (EdgeSettings.retry_window_seconds, 5 s): see
+# VerifyOptions.timeout_seconds.
+DEFAULT_TIMEOUT_SECONDS = 10.0
 CheckStatus = Literal["pass", "fail", "skip"]
 
 
@@ -42,8 +45,9 @@ class VerifyOptions(BaseModel):
     # Each request's deadline. Longer than the edge's retry window (EdgeSettings
     # .retry_window_seconds, 5 s), after which Caddy itself answers 503 "no upstreams available"
     # (caddyserver/caddy v2.6.2 modules/caddyhttp/reverseproxy/reverseproxy.go:524): with the
-    # two equal, a request the edge gave up on was reported as a client timeout.
-    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # two equal, a request the edge gave up on was reported as a client timeout. With --stack,
+    # the stack's edge.retryWindowSeconds + 5 s when that is longer.
+    timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=300)
     # The whole run, `wait_seconds` included; None: derived (`deadline()`).
     deadline_seconds: float | None = Field(default=None, gt=0, le=86_400)
     health_path: str = "/health"

@@ -35,7 +35,12 @@ from koinonia_infra.verify.checks import (
     plan_checks,
     service_ids,
 )
-from koinonia_infra.verify.model import CheckResult, VerifyOptions, VerifyReport
+from koinonia_infra.verify.model import (
+    DEFAULT_TIMEOUT_SECONDS,
+    CheckResult,
+    VerifyOptions,
+    VerifyReport,
+)
 
 if TYPE_CHECKING:
     from koinonia_infra.render_api import RenderClient
@@ -243,6 +248,11 @@ def _deployment(descriptor: Descriptor, options: VerifyOptions) -> dict[str, Any
     }
 
 
+def _say_stopped(say: Progress, obs: Observations) -> None:
+    if obs.burst is not None and obs.burst.stopped is not None:
+        say(f"burst stopped early ({obs.burst.stopped}); read each instance's /health again")
+
+
 def run_verify(
     descriptor: Descriptor,
     options: VerifyOptions,
@@ -273,6 +283,7 @@ def run_verify(
     try:
         say(f"checking {len(descriptor.instances)} instance(s) and the edge")
         obs = _observe(plan, descriptor, options, render, render_skip, deadline=hard_deadline)
+        _say_stopped(say, obs)
         results: dict[tuple[str, str], CheckResult] = {}
         for check in plan:
             results[(check.id, check.target)] = evaluate(check, obs, descriptor, options)
@@ -293,6 +304,7 @@ def run_verify(
             obs = _observe(
                 failing, descriptor, options, render, render_skip, deadline=hard_deadline
             )
+            _say_stopped(say, obs)
             for check in failing:
                 results[(check.id, check.target)] = evaluate(check, obs, descriptor, options)
             if obs.burst is not None:
@@ -332,16 +344,22 @@ def verify_deployment(
     from koinonia_infra.targets import resolve_descriptor
 
     settings: VerifySettings | None = None
+    flags = dict(overrides or {})
     from_stack = outputs is None and target is None
     if from_stack:
         from koinonia_infra.project import stack_path
         from koinonia_infra.settings import load_settings
 
-        settings = load_settings(stack_path(stack or "prod")).verify
+        stack_settings = load_settings(stack_path(stack or "prod"))
+        settings = stack_settings.verify
+        if flags.get("timeout_seconds") is None:
+            # Outlast the edge's retry window, so its own 503 is seen as such (model.py).
+            window = stack_settings.edge.retry_window_seconds
+            flags["timeout_seconds"] = max(DEFAULT_TIMEOUT_SECONDS, window + 5.0)
     descriptor = resolve_descriptor(
         stack=stack, outputs=outputs, target=target, state_dir=state_dir
     )
-    options = VerifyOptions.from_settings(settings, use_environment=from_stack, **(overrides or {}))
+    options = VerifyOptions.from_settings(settings, use_environment=from_stack, **flags)
     render = RenderClient.for_descriptor(
         descriptor, base_url=render_api_url, timeout=5.0, retry_deadline=10.0
     )

@@ -142,3 +142,30 @@ def test_identical_instances_pass_similarity(
     similarity = by_check(data)[("latency-similarity", "all")]
     assert similarity["status"] == "pass"
     assert similarity["values"]["samples"] == {"api-1": 40, "api-2": 40}
+
+
+def test_client_timeout_outlasts_the_stacks_edge_retry_window(
+    tmp_path: Path, fake_deployment: FakeDeployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import koinonia_infra.engine
+    from koinonia_infra.descriptor import parse_descriptor
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: koinonia\nruntime: python\n")
+    (project / "Pulumi.staging.yaml").write_text(
+        "config:\n  koinonia:ownerId: tea-koinoniatest000000000\n"
+        "  koinonia:edge:\n    retryWindowSeconds: 12\n"
+    )
+    monkeypatch.setenv("KOINONIA_PROJECT_DIR", str(project))
+    monkeypatch.setattr(
+        koinonia_infra.engine,
+        "read_descriptor",
+        lambda stack: parse_descriptor(fake_deployment.descriptor(), source=stack),
+    )
+    result = runner.invoke(app, ["verify", "--stack", "staging", "-n", "4", "-f", "json"])
+    assert json.loads(result.stdout)["thresholds"]["timeoutSeconds"] == 17.0
+    flagged = runner.invoke(
+        app, ["verify", "--stack", "staging", "-n", "4", "-f", "json", "--timeout", "3"]
+    )
+    assert json.loads(flagged.stdout)["thresholds"]["timeoutSeconds"] == 3.0
