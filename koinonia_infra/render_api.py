@@ -520,11 +520,10 @@ class RenderClient:
             "resource": list(resources),
             "startTime": _rfc3339(start),
             "endTime": _rfc3339(end),
+            # Every metric endpoint takes it (they reuse /metrics/cpu's parameter); minimum 30.
+            "resolutionSeconds": max(30, resolution_seconds),
             **{k: v for k, v in extra.items() if v is not None},
         }
-        if kind not in ("cpu-limit", "memory-limit", "instance-count", "active-connections"):
-            # The spec's minimum is 30 s.
-            params["resolutionSeconds"] = max(30, resolution_seconds)
         data = self._get_json(f"/metrics/{kind}", **params)
         if not isinstance(data, list):
             raise RenderApiError(f"Render API at {self.host}: GET /metrics/{kind}: expected a list")

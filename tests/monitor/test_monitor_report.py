@@ -72,6 +72,9 @@ def test_the_reads_follow_the_spec_one_call_per_metric_for_every_service() -> No
     assert cpu.url.params["startTime"] == "2026-11-30T11:00:00Z"
     assert cpu.url.params["endTime"] == "2026-11-30T12:00:00Z"
     assert int(cpu.url.params["resolutionSeconds"]) >= 30
+    metric_calls = [r for r in scenario.calls if r.url.path.startswith("/v1/metrics/")]
+    assert len(metric_calls) == 8
+    assert {r.url.params["resolutionSeconds"] for r in metric_calls} == {"90"}
     latency = next(r for r in scenario.calls if r.url.path == "/v1/metrics/http-latency")
     assert latency.url.params.get_list("quantile") == ["0.5", "0.95", "0.99"]
     requests = next(r for r in scenario.calls if r.url.path == "/v1/metrics/http-requests")
