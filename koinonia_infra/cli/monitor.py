@@ -57,10 +57,12 @@ def monitor(
     and their share, p50/p95/p99, 5xx rate, with sparklines; Postgres and Key Value; recent
     events and error-level log lines. `--check` exits 1 naming every rule that fired (rule,
     target, measured value, threshold); rules: the stack's `koinonia:monitor`."""
-    from koinonia_infra.errors import OperationFailed
+    from koinonia_infra.errors import OperationFailed, UsageError
     from koinonia_infra.monitor.render import render_markdown, render_screen
     from koinonia_infra.monitor.run import MonitorTarget, parse_since, run_monitor
 
+    if watch and fmt is not MonitorFormat.table:
+        raise UsageError(f"--watch redraws the screen; --format {fmt.value} goes without it")
     window = parse_since(since)
     where = MonitorTarget(stack, outputs, target, state_dir, render_api_url)
     if watch:

@@ -155,3 +155,9 @@ def test_rules_come_from_the_stack_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert verify.p95_ms == 400
     defaults, _ = rules_for(MonitorTarget(target="sandbox"))
     assert defaults.cpu_percent == 80
+
+
+def test_watch_is_a_screen_not_a_json_stream(outputs: Path) -> None:
+    result = runner.invoke(app, ["monitor", "--outputs", str(outputs), "--watch", "-f", "json"])
+    assert result.exit_code == 2
+    assert "--watch redraws the screen; --format json goes without it" in result.output
