@@ -415,13 +415,22 @@ class Observer:
             await asyncio.sleep(TICK_SECONDS)
 
 
+# A line is read within a second or so of being written: a time of its own further off than
+# this is another clock's (a naive local time, a replayed file), and the read time is used.
+LINE_CLOCK_SKEW_SECONDS = 120.0
+
+
 def _safe_epoch(value: Any, default: float) -> float:
+    """The line's own time when it has a plausible one, else `default` (when it was read)."""
+    found: float | None = None
     if isinstance(value, (int, float)):
-        return float(value) if value > 1e12 / 1000 else default
-    if isinstance(value, str):
+        found = float(value)
+    elif isinstance(value, str):
         with contextlib.suppress(ValueError):
-            return _epoch(value)
-    return default
+            found = _epoch(value)
+    if found is None or abs(found - default) > LINE_CLOCK_SKEW_SECONDS:
+        return default
+    return found
 
 
 # ---- the routes --------------------------------------------------------------------------------

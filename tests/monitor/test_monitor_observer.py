@@ -142,7 +142,7 @@ def test_a_partial_line_waits_for_its_end(plane: Plane) -> None:
 
 
 def test_logs_page_by_time_and_the_client_follows(plane: Plane) -> None:
-    base = datetime.now(UTC) - timedelta(minutes=5)
+    base = datetime.now(UTC) - timedelta(seconds=30)
     write(
         plane, 2, *(f"{(base + timedelta(seconds=i)).isoformat()} ERROR job {i}" for i in range(7))
     )
@@ -158,6 +158,13 @@ def test_logs_page_by_time_and_the_client_follows(plane: Plane) -> None:
     assert_valid("logs", raw)
     assert raw["hasMore"] is True
     assert [e["message"].split()[-1] for e in raw["logs"]] == ["6", "5", "4"]  # backward
+
+    # A time far from the read time is another clock's: the read time stands in.
+    write(plane, 2, "2001-01-01T00:00:00 ERROR from a naive local clock")
+    plane.observer.read_logs(datetime.now(UTC).timestamp())
+    [late] = [e for e in plane.client.list_logs(OWNER_ID, [plane.api_2.id], limit=100, **window())
+              if "naive" in e.message]  # fmt: skip
+    assert abs((late.timestamp - datetime.now(UTC)).total_seconds()) < 60
 
 
 def test_request_lines_make_the_http_metrics(plane: Plane) -> None:
