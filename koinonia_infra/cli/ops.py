@@ -398,9 +398,14 @@ def resume(
     number: Annotated[int, typer.Argument(metavar="N", help="The instance number to resume.")],
     *,
     timeout: Annotated[
-        float,
-        typer.Option("--timeout", min=1, help="Seconds to wait until its /health answers ok."),
-    ] = 120.0,
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=1,
+            help="Seconds to wait until it is healthy and its resume deploy is live "
+            "(default: from the target's timings; on Render a resume is a full deploy).",
+        ),
+    ] = None,
     stack: StackOpt = None,
     outputs: OutputsOpt = None,
     target: TargetOpt = None,
@@ -417,9 +422,16 @@ def resume(
     """
     from koinonia_infra.ops.common import probe_health
     from koinonia_infra.ops.resume import run_resume
+    from koinonia_infra.ops.timing import resolve_timing
 
     descriptor = _descriptor(stack, outputs, target, state_dir)
     descriptor.instance(number)
+    if timeout is None:
+        timing = resolve_timing(
+            descriptor,
+            from_stack=(stack or "prod") if outputs is None and target is None else None,
+        )
+        timeout = timing.resume_timeout_seconds
     client = _client(descriptor, render_api_url, required="resume")
     with client:
         report = run_resume(

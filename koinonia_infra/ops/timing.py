@@ -79,6 +79,17 @@ class OpsTiming:
     shutdown_delay_seconds: float
 
     @property
+    def resume_timeout_seconds(self) -> float:
+        """From POST /resume until the instance serves: on Render the resume is a deploy
+        (listed, built, live), then /health."""
+        deploy = (
+            self.deploy_appear_timeout_seconds + self.deploy_timeout_seconds
+            if self.resume_creates_deploy
+            else 0.0
+        )
+        return deploy + self.healthy_timeout_seconds
+
+    @property
     def handover_seconds(self) -> float:
         """From `live` until the previous instance is certainly gone."""
         return self.overlap_seconds + self.shutdown_delay_seconds

@@ -145,3 +145,17 @@ def test_the_flags_reach_the_operation_and_the_timing_is_announced(
     (timing,) = seen
     data = timing.to_json()
     assert {k: data[k] for k in expected} == expected
+
+
+def test_resume_waits_as_long_as_a_resume_takes_on_the_target() -> None:
+    # On Render a resume is a deploy (listed, built, live), then /health: the old fixed 120 s
+    # would give up on a normal resume. The fast sandbox's resume is a process start.
+    real = timing_for(World().descriptor())
+    assert real.resume_timeout_seconds == (
+        real.deploy_appear_timeout_seconds
+        + real.deploy_timeout_seconds
+        + real.healthy_timeout_seconds
+    )
+    assert real.resume_timeout_seconds > 900.0
+    fast = timing_for(sandbox_descriptor("fast"))
+    assert fast.resume_timeout_seconds == fast.healthy_timeout_seconds
