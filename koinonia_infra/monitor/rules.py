@@ -21,10 +21,11 @@ def evaluate(
     )
     for t in report.targets:
         who = f"{t.role} ({t.name})"
-        if t.role.startswith("api-") and t.down:
+        if t.down:
+            # The edge down is every instance unreachable: as much an alert as one instance.
             alerts.append(
                 Alert(
-                    rule="instance down",
+                    rule="instance down" if t.role.startswith("api-") else "edge down",
                     target=who,
                     measured=t.down_reason or "down",
                     threshold="running",

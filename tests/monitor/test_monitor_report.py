@@ -134,6 +134,11 @@ def test_a_suspended_instance_or_one_with_no_running_instance_is_down() -> None:
     assert ("instance down", "api-2", "no instance running (instance-count 0)") in down
 
 
+def test_the_edge_down_is_an_alert_of_its_own() -> None:
+    report = collect(Scenario(running={API_1: 1, API_2: 1, EDGE: 0}))
+    assert rules(report) == [("edge down", "edge")]
+
+
 def test_a_server_failed_event_without_recovery_is_down_and_listed() -> None:
     events = {
         API_2: [
