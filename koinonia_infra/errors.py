@@ -7,7 +7,8 @@
     ├── EnvironmentProblem        exit 3   missing binary, credentials, backend, engine
     │   └── EngineNotFound        exit 3   no Pulumi CLI
     ├── RenderApiError            exit 3   the Render REST API refused or could not be reached
-    └── StackLocked               exit 4   another update holds the stack
+    └── StackLocked               exit 4   another update holds the stack, or another operation
+                                           (drill, rollout, destroy-instance) holds the deployment
     Interrupted                   exit 130 (KeyboardInterrupt / SIGTERM translated by the CLI)
 
 Third-party errors (pydantic, Pulumi automation, httpx, OSError) are translated into these by the
@@ -27,7 +28,8 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success · 1 deploy or verification failed (or cancelled) · 2 usage/config "
-    "error · 3 environment/engine error · 4 stack locked · 130 interrupted."
+    "error · 3 environment/engine error · 4 stack or deployment locked by another operation · "
+    "130 interrupted."
 )
 
 
