@@ -43,6 +43,8 @@ from koinonia_infra.ops.common import (
     wait_until,
 )
 from koinonia_infra.ops.guard import WATCH_INTERVAL_SECONDS, Guard, resume_hint
+from koinonia_infra.ops.logs import LogScan, find_owner, instance_roles, log_check, scan_errors
+from koinonia_infra.ops.logs import now as wall_clock
 from koinonia_infra.ops.timing import OpsTiming, timing_for
 from koinonia_infra.render_api import Deploy, RenderClient
 from koinonia_infra.traffic import Sample
@@ -77,6 +79,11 @@ class DrillReport(TrafficSummary):
     checks: list[Check]
     timeline: list[TimelineEvent]
     exit_code: int = 0
+    # The instances' error-level log lines over the drill's window (Render's /logs).
+    logs: LogScan | None = None
+
+
+LOG_CHECK = "no errors in the instances' logs during the drill"
 
 
 class _Drill:
@@ -369,6 +376,9 @@ def run_failover_drill(
     # Suspended or deploying instances first (K too): those refusals say how to bring them back.
     guard.require(f"suspend api-{instance}", exclude=None, health=False, strict=False)
     target = _preflight(descriptor, client, instance, probe, resume_flags)
+    roles = instance_roles(descriptor)
+    owner = find_owner(client, roles)
+    started_at = wall_clock()
     traffic = start_traffic(descriptor.edge_url, rate)
     drill = _Drill(
         descriptor,
@@ -403,11 +413,17 @@ def run_failover_drill(
             totals = traffic.stop()
     if signals and ending.outcome == "passed":
         ending = Ending("interrupted", "interrupted", EXIT_INTERRUPTED)
-    return _report(drill, summarize(totals, drill.attribute), totals.samples, ending)
+    # The runbook's "no errors in logs during failover": every instance, the drill's window.
+    logs = scan_errors(client, roles, owner=owner, start=started_at, end=wall_clock())
+    return _report(drill, summarize(totals, drill.attribute), totals.samples, ending, logs)
 
 
 def _report(
-    drill: _Drill, totals_summary: TrafficSummary, samples: Sequence[Sample], ending: Ending
+    drill: _Drill,
+    totals_summary: TrafficSummary,
+    samples: Sequence[Sample],
+    ending: Ending,
+    logs: LogScan | None = None,
 ) -> DrillReport:
     k = drill.target.number
     timing = drill.timing
@@ -474,6 +490,8 @@ def _report(
         ),
         traffic_checks(totals_summary)[1],
     ]
+    if logs is not None:
+        checks.insert(-1, log_check(LOG_CHECK, logs))
     ending.judge(checks)
     return DrillReport(
         **totals_summary.model_dump(),
@@ -499,6 +517,7 @@ def _report(
         served_by_while_suspended=served_by(window, drill.attribute),
         checks=checks,
         timeline=drill.timeline,
+        logs=logs,
     )
 
 

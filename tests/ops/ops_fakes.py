@@ -71,6 +71,9 @@ class World:
         self.calls: list[str] = []
         self.interrupt_at: float | None = None
         self.api_failure: Callable[[httpx.Request], httpx.Response | None] | None = None
+        # GET /logs: the entries it answers (Render's log shape), and each query's parameters.
+        self.log_entries: list[dict[str, Any]] = []
+        self.log_queries: list[httpx.QueryParams] = []
         self.instances = {
             n: FakeInstance(
                 n,
@@ -160,6 +163,8 @@ class World:
         return next((i for i in self.instances.values() if i.service_id == sid), None)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/logs":  # a read, kept apart from the operation's calls
+            return self._logs(request.url.params)
         self.calls.append(f"{request.method} {request.url.path}")
         for item in [q for q in self._queued if q[0] <= self.t]:
             self._queued.remove(item)
@@ -180,6 +185,7 @@ class World:
                 200,
                 json={
                     "id": inst.service_id,
+                    "ownerId": "tea-fake",
                     "name": f"svc-{inst.number}",
                     "slug": self.slugs.get(inst.number, f"svc-{inst.number}"),
                     "suspended": (
@@ -248,6 +254,24 @@ class World:
                     dep["status"] = steps[min(polls, len(steps) - 1)]
             return httpx.Response(200, json=_public(dep))
         return httpx.Response(404, json={"message": "no route"})
+
+    def _logs(self, params: httpx.QueryParams) -> httpx.Response:
+        """One page of the entries whose resource, level and type the query asks for."""
+        self.log_queries.append(params)
+
+        def label(entry: dict[str, Any], name: str) -> str:
+            return next((x["value"] for x in entry["labels"] if x["name"] == name), "")
+
+        wanted = [
+            e
+            for e in self.log_entries
+            if label(e, "resource") in params.get_list("resource")
+            and (not params.get_list("level") or label(e, "level") in params.get_list("level"))
+            and (not params.get_list("type") or label(e, "type") in params.get_list("type"))
+        ]
+        end = params.get("endTime", "")
+        page = {"hasMore": False, "nextStartTime": end, "nextEndTime": end, "logs": wanted}
+        return httpx.Response(200, json=page)
 
     def _edge(self, rest: str) -> httpx.Response:
         if rest == "":
