@@ -41,6 +41,7 @@ from koinonia_infra.verify.model import (
     VerifyOptions,
     VerifyReport,
 )
+from koinonia_infra.verify.smoke import SANDBOX_SMOKE, build_log_check, run_smoke
 
 if TYPE_CHECKING:
     from koinonia_infra.render_api import RenderClient
@@ -305,10 +306,19 @@ def run_verify(
                 failing, descriptor, options, render, render_skip, deadline=hard_deadline
             )
             _say_stopped(say, obs)
+            if obs.health_reread:
+                # The instances' /health was read again after a failing burst: newer news.
+                failing += [c for c in plan if c.id == "instance-health" and c not in failing]
             for check in failing:
                 results[(check.id, check.target)] = evaluate(check, obs, descriptor, options)
             if obs.burst is not None:
                 traffic = _traffic_summary(obs.burst)
+        # The runbook's functional checks and "no errors in build logs" (verify/smoke.py).
+        extra = run_smoke(
+            descriptor, options.smoke, options, until=min(deadline, hard_deadline), on_progress=say
+        )
+        if render is not None:
+            extra.append(build_log_check(descriptor, render))
     finally:
         if owned is not None:
             owned.close()
@@ -316,7 +326,7 @@ def run_verify(
     return VerifyReport(
         deployment=_deployment(descriptor, options),
         options=options,
-        checks=[results[(c.id, c.target)] for c in plan],
+        checks=[*(results[(c.id, c.target)] for c in plan), *extra],
         started_at=started_at,
         duration_seconds=time.monotonic() - t0,
         attempts=attempts,
@@ -359,6 +369,9 @@ def verify_deployment(
     descriptor = resolve_descriptor(
         stack=stack, outputs=outputs, target=target, state_dir=state_dir
     )
+    if target == "sandbox" and flags.get("smoke") is None:
+        # The sandbox's reference instance serves the two reference endpoints.
+        flags["smoke"] = SANDBOX_SMOKE
     options = VerifyOptions.from_settings(settings, use_environment=from_stack, **flags)
     render = RenderClient.for_descriptor(
         descriptor, base_url=render_api_url, timeout=5.0, retry_deadline=10.0
