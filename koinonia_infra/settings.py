@@ -294,6 +294,51 @@ class EdgeSettings(_Model):
         return self
 
 
+SmokeMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+# Methods that change nothing by definition (RFC 9110 §9.2.1 "safe methods"): a smoke check runs
+# on every instance and again through the edge, so anything else must be declared harmless.
+SAFE_METHODS: frozenset[str] = frozenset({"GET", "HEAD"})
+SMOKE_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*")
+JSON_FIELD = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+
+class SmokeCheck(_Model):
+    """One functional check of `verify` (`koinonia:verify.smoke`): a request to every instance
+    and through the edge, its status and optionally a JSON field of its answer checked."""
+
+    name: str = Field(min_length=1, max_length=80)
+    method: SmokeMethod = "GET"
+    path: str
+    expect_status: int = Field(default=200, ge=100, le=599)
+    # A dotted path (`data.id`) that must be present in the JSON answer; None: any body.
+    json_field: str | None = None
+    # Required for any method but GET and HEAD: the request is sent N + 1 times.
+    safe_to_repeat: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _smoke_path(cls, value: str) -> str:
+        if not SMOKE_PATH.fullmatch(value):
+            raise ValueError("must start with '/' and be a URL path without spaces or quotes")
+        return value
+
+    @field_validator("json_field")
+    @classmethod
+    def _field(cls, value: str | None) -> str | None:
+        if value is not None and not JSON_FIELD.fullmatch(value):
+            raise ValueError("must be a dotted field name such as `data.id`")
+        return value
+
+    @model_validator(mode="after")
+    def _repeatable(self) -> SmokeCheck:
+        if self.method not in SAFE_METHODS and not self.safe_to_repeat:
+            raise ValueError(
+                f"{self.name}: {self.method} runs on every instance and through the edge; "
+                "only GET and HEAD unless `safeToRepeat: true`"
+            )
+        return self
+
+
 class VerifySettings(_Model):
     """Thresholds of `verify`, defaults from the runbook; flags override them."""
 
@@ -305,6 +350,21 @@ class VerifySettings(_Model):
     max_error_rate_percent: float = Field(default=0.1, ge=0, le=100)
     # The `environment` every /health must report; None: the stack's `api.nodeEnv`.
     environment: str | None = None
+    # The runbook's functional checks ("API endpoints work on both instances", …).
+    smoke: list[SmokeCheck] = Field(default_factory=list)
+    # Ceilings of `verify --capacity` (load on a real deployment is a risk of its own): the
+    # ramp never goes past this many requests in flight nor runs longer than this.
+    capacity_max_concurrency: int = Field(default=64, ge=1, le=1024)
+    capacity_max_seconds: float = Field(default=120.0, gt=0, le=3600)
+
+    @field_validator("smoke")
+    @classmethod
+    def _unique_smoke(cls, value: list[SmokeCheck]) -> list[SmokeCheck]:
+        names = [c.name for c in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"smoke check names must be unique: {', '.join(repeated)}")
+        return value
 
 
 class OpsSettings(_Model):

@@ -215,9 +215,46 @@ class RedisCheck:
         except OSError:
             return False
 
+    async def incr(self, key: str, *, ttl_seconds: int = 300) -> int | None:
+        """INCR `key` (Redis reads the value and writes it back plus one) with an expiry, over
+        the same pipelined connection; the new value, or None when Redis did not answer.
+        Integer replies are one line (`:N`), which `_RespLines` reads."""
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                conn = await self._connection()
+                reply = await conn.call(self._command("INCR", key))
+                await conn.call(self._command("EXPIRE", key, str(ttl_seconds)))
+        except (TimeoutError, OSError, ConnectionError):
+            return None
+        return int(reply[1:]) if reply.startswith(b":") else None
+
     async def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
+
+
+async def read_database(url: str) -> dict[str, Any] | None:
+    """A real read of PostgreSQL (`current_database()`, `now()`, the server's version) on a
+    connection of its own: what "database queries work" means, beyond /health's `SELECT 1`."""
+    import psycopg
+
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=2)
+            async with conn:
+                cursor = await conn.execute(
+                    "SELECT current_database(), now(), current_setting('server_version')"
+                )
+                row = await cursor.fetchone()
+    except (psycopg.Error, OSError, TimeoutError):
+        return None
+    if row is None:
+        return None
+    return {"name": row[0], "now": row[1].isoformat(), "serverVersion": row[2]}
+
+
+DatabaseRead = Callable[[], Awaitable["dict[str, Any] | None"]]
+CacheTouch = Callable[[str], Awaitable["int | None"]]
 
 
 def create_app(
@@ -229,9 +266,12 @@ def create_app(
     environment: str,
     fail_health: bool = False,
     delay_seconds: float = 0.0,
+    read_db: DatabaseRead | None = None,
+    touch_cache: CacheTouch | None = None,
 ) -> web.Application:
     """The instance's routes; `database` and `cache` are the checks run on every /health.
-    `delay_seconds` slows every answer down (an instance on a slower host, for the tests)."""
+    `delay_seconds` slows every answer down (an instance on a slower host, for the tests).
+    `read_db` and `touch_cache` serve the two reference endpoints of verify's smoke checks."""
 
     async def health(_request: web.Request) -> web.Response:
         if delay_seconds:
@@ -279,6 +319,22 @@ def create_app(
         await asyncio.to_thread(_burn_cpu, seconds)
         return _json({"instance": instance, "burned": seconds})
 
+    # The reference endpoints of the runbook's functional checks ("database queries work from
+    # both", "Redis cache accessible from both"), which `verify`'s smoke checks call on every
+    # instance and through the edge: 200 with what was read, 503 naming what did not answer.
+    async def smoke_database(_request: web.Request) -> web.Response:
+        found = await read_db() if read_db is not None else None
+        if found is None:
+            return _json({"instance": instance, "database": None, "error": "database down"}, 503)
+        return _json({"instance": instance, "database": found})
+
+    async def smoke_cache(_request: web.Request) -> web.Response:
+        key = f"koinonia:smoke:{instance}"
+        value = await touch_cache(key) if touch_cache is not None else None
+        if value is None:
+            return _json({"instance": instance, "cache": None, "error": "redis down"}, 503)
+        return _json({"instance": instance, "cache": {"key": key, "value": value}})
+
     app = web.Application(middlewares=[_request_log, _close_when_draining])
     app[DRAINING] = []
     app.router.add_get("/health", health)
@@ -286,6 +342,8 @@ def create_app(
     app.router.add_get(r"/_sandbox/status/{code:[2-5][0-9][0-9]}", status)
     app.router.add_get("/_sandbox/forwarded", forwarded)
     app.router.add_get(r"/_sandbox/burn/{seconds:[0-9]+(\.[0-9]+)?}", burn)
+    app.router.add_get("/smoke/database", smoke_database)
+    app.router.add_get("/smoke/cache", smoke_cache)
     return app
 
 
@@ -377,6 +435,8 @@ async def serve(args: argparse.Namespace) -> None:
         fail_health=args.fail_health,
         # Sandbox-only knob, set like any env var through the control plane and a deploy.
         delay_seconds=float(env.get(DELAY_ENV, "0") or 0) / 1000.0,
+        read_db=lambda: read_database(env.get("DATABASE_URL", "")),
+        touch_cache=cache.incr,
     )
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()

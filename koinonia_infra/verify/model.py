@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from koinonia_infra.settings import VerifySettings
+from koinonia_infra.settings import SmokeCheck, VerifySettings
 
 SCHEMA_VERSION = 1
 # Longer than the edge's default retry window (EdgeSettings.retry_window_seconds, 5 s): see
@@ -52,6 +52,8 @@ class VerifyOptions(BaseModel):
     deadline_seconds: float | None = Field(default=None, gt=0, le=86_400)
     health_path: str = "/health"
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # The functional checks (`koinonia:verify.smoke`; verify/smoke.py), run on every target.
+    smoke: tuple[SmokeCheck, ...] = ()
 
     def deadline(self, instances: int) -> float:
         """Seconds the whole run may take: `deadline_seconds`, else `wait_seconds` plus one
@@ -67,6 +69,8 @@ class VerifyOptions(BaseModel):
         )
         per_round = 2 * self.p95_ms / 1000.0
         attempt = 3 * self.timeout_seconds + 15.0 + (burst_rounds + similarity_rounds) * per_round
+        if self.smoke:  # sent all at once: one more request deadline
+            attempt += self.timeout_seconds
         return self.wait_seconds + attempt
 
     @classmethod
@@ -86,6 +90,7 @@ class VerifyOptions(BaseModel):
             "p95_ms": s.p95_ms,
             "p50_ratio": s.p50_ratio,
             "max_error_rate_percent": s.max_error_rate_percent,
+            "smoke": tuple(s.smoke),
         }
         if use_environment:
             values["environment"] = s.environment

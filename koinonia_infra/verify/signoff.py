@@ -23,6 +23,7 @@ _CHECKLIST: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("config-parity",),
     ),
     ("Latest deploy live on every service, none suspended", ("deploy-status",)),
+    ("No errors in build logs", ("build-logs",)),
 )
 _CRITERIA: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Load split within tolerance across instances", ("distribution",)),
@@ -87,6 +88,15 @@ def render_markdown(report: VerifyReport) -> str:
     for text, ids in _CHECKLIST:
         box, evidence = _tick(report.checks, ids)
         lines.append(f"- {box} {text} — {evidence}")
+    smoke = [c for c in report.checks if c.id == "smoke"]
+    if smoke:
+        # The runbook's "API endpoints work / database queries work / Redis cache accessible
+        # from both": one line per declared check and target (koinonia:verify.smoke).
+        lines += ["", "## Functional checks (every instance and the edge)", ""]
+        for c in smoke:
+            box, evidence = _tick([c], ("smoke",))
+            lines.append(f"- {box} {_cell(c.name)} on {_cell(c.target)} "
+                         f"({_cell(c.threshold)}) — {evidence}")  # fmt: skip
     lines += ["", "## Success criteria", ""]
     for text, ids in _CRITERIA:
         box, evidence = _tick(report.checks, ids)

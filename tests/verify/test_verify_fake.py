@@ -235,6 +235,8 @@ class FakeDeploy:
     id: str
     status: str
     commit_id: str | None = "abcdef0123"
+    created_at: None = None  # no build window known: build logs of the last hour
+    finished_at: None = None
 
 
 class FakeRender:
@@ -256,6 +258,12 @@ class FakeRender:
     def latest_deploy(self, service_id: str) -> FakeDeploy | None:
         status = self.deploys.get(service_id)
         return FakeDeploy(f"dep-{service_id}", status) if status else None
+
+    def service_json(self, service_id: str) -> dict[str, Any]:
+        return {"id": service_id, "ownerId": "tea-fake"}
+
+    def list_logs(self, *_args: Any, **_kwargs: Any) -> list[Any]:
+        return []  # no build errors
 
 
 SECRET_DB_1 = "postgres://user:placeholder-one@db-a.invalid:5432/app"
