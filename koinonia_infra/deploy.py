@@ -30,6 +30,7 @@ from koinonia_infra.errors import (
 if TYPE_CHECKING:
     from koinonia_infra.engine import Engine, EventSink
     from koinonia_infra.ops.common import Probe, Sleep, StartTraffic
+    from koinonia_infra.ops.logs import LogScan
     from koinonia_infra.render_api import Deploy, RenderClient
     from koinonia_infra.settings import Settings
 
@@ -239,10 +240,13 @@ class UpReport:
     updated: bool
     deploys: list[DeployOutcome] = field(default_factory=list)
     verify: VerifyOutcome | None = None
+    # Error-level log lines of the instances over the update (None: not read).
+    logs: LogScan | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = self.plan.to_json()
         data["updated"] = self.updated
+        data["logs"] = None if self.logs is None else self.logs.to_json()
         data["deploys"] = [
             {
                 "service": d.service,
@@ -317,6 +321,8 @@ HealthCheck = Callable[[InstanceRef], HealthResult]
 ApplyEnv = Callable[[int], None]
 # (descriptor, when the update started) → one outcome per service.
 DeployWaiter = Callable[[Descriptor, datetime], list[DeployOutcome]]
+# (descriptor, window start, window end) → the error-level log lines of the instances.
+ErrorLogs = Callable[[Descriptor, datetime, datetime], "LogScan"]
 
 
 @dataclass(frozen=True)
@@ -359,6 +365,9 @@ class Seams:
     hold: Callable[[Descriptor, int], AbstractContextManager[None]] | None = None
     # Logical names of adopted resources (adopted_names): called out when a step touches them.
     adopted: frozenset[str] = frozenset()
+    # The instances' error-level log lines between two moments (ops/logs.py over Render's
+    # /logs); None: not read.
+    error_logs: ErrorLogs | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -756,6 +765,7 @@ def run_up(
         held = env_changes(plan) if seams.roll_env is not None else {}
         held_urns = {step.urn for step in held.values()}
         # Only held-back env changes: no main update (and no deploys of it to wait for).
+        up_started = datetime.now(UTC)
         if not held or any(step.urn not in held_urns for step in plan.changes):
             started = datetime.now(UTC)
             with ui.progress("update") as on_event:
@@ -768,12 +778,33 @@ def run_up(
         report.updated = True
         if held:
             report.deploys += roll_env(engine, seams, descriptor, held)
+        report.logs = _report_error_logs(seams, descriptor, up_started)
     if skip_verify:
         ui.message("warning", "verification skipped (--skip-verify)")
         return report
     descriptor = seams.descriptor_from_outputs(engine.outputs())
     report.verify = _verify(seams, descriptor)
     return report
+
+
+def _report_error_logs(seams: Seams, descriptor: Descriptor, since: datetime) -> LogScan | None:
+    """The instances' error-level lines over the update's window, shown one per line. They
+    inform (a deploy's own verdict and `verify` decide whether `up` passed): a restart during
+    a deploy commonly logs a line or two that says nothing about the new version."""
+    if seams.error_logs is None:
+        return None
+    scan = seams.error_logs(descriptor, since, datetime.now(UTC))
+    if not scan.read:
+        seams.ui.message("warning", f"instance logs during the update {scan.summary()}")
+    elif scan.error_count == 0:
+        seams.ui.message("success", "no error lines in the instances' logs during the update")
+    else:
+        seams.ui.message(
+            "warning", f"{scan.error_count} error line(s) in the instances' logs during the update"
+        )
+        for line in scan.first:
+            seams.ui.message("warning", f"  {line}")
+    return scan
 
 
 def _verify(seams: Seams, descriptor: Descriptor) -> VerifyOutcome:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     )
     from koinonia_infra.descriptor import Descriptor
     from koinonia_infra.engine import Engine
+    from koinonia_infra.ops.logs import LogScan
     from koinonia_infra.settings import Settings
 
 
@@ -100,6 +101,16 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
                 on_event=output.info,
             )
 
+    def error_logs(descriptor: Descriptor, start: datetime, end: datetime) -> LogScan:
+        from koinonia_infra.ops.logs import LogScan, instance_roles, scan_errors
+        from koinonia_infra.render_api import RenderClient
+
+        client = RenderClient.for_descriptor(descriptor)
+        if client is None:
+            return LogScan(read=False, start=start, end=end, reason="no Render API key")
+        with client:
+            return scan_errors(client, instance_roles(descriptor), start=start, end=end)
+
     return Seams(
         ui=ui,
         descriptor_from_outputs=describe,
@@ -109,6 +120,7 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
         roll_env=roll_env,
         hold=lambda descriptor, number: hold_for_removal(descriptor, number, stack=stack),
         adopted=adopted_names(settings),
+        error_logs=error_logs,
     )
 
 

@@ -34,6 +34,8 @@ from koinonia_infra.ops.common import (
     wait_until,
 )
 from koinonia_infra.ops.guard import Guard
+from koinonia_infra.ops.logs import LogScan, find_owner, instance_roles, log_check, scan_errors
+from koinonia_infra.ops.logs import now as wall_clock
 from koinonia_infra.ops.timing import OpsTiming, timing_for
 from koinonia_infra.render_api import Deploy, RenderClient
 
@@ -66,6 +68,11 @@ class RolloutReport(TrafficSummary):
     exit_code: int = 0
     # The deadlines the rollout waited with, and which target's timings they are.
     timing: dict[str, Any] = Field(default_factory=dict)
+    # The instances' error-level log lines over the rollout's window (Render's /logs).
+    logs: LogScan | None = None
+
+
+LOG_CHECK = "no errors in the instances' logs during the rollout"
 
 
 def parse_order(text: str | None, descriptor: Descriptor) -> list[int]:
@@ -275,6 +282,9 @@ def run_rollout(
     chosen = (timing or timing_for(descriptor)).with_overrides(
         deploy_timeout=deploy_timeout, rejoin_timeout=rejoin_timeout
     )
+    roles = instance_roles(descriptor)
+    owner = find_owner(client, roles)
+    started_at = wall_clock()
     traffic = start_traffic(descriptor.edge_url, rate)
     rollout = _Rollout(
         descriptor,
@@ -301,6 +311,7 @@ def run_rollout(
         ending = run_to_end(run)
     finally:
         totals = traffic.stop()
+    logs = scan_errors(client, roles, owner=owner, start=started_at, end=wall_clock())
     current = rollout.current
     if current is not None and current.outcome == "untouched" and ending.outcome != "passed":
         current.outcome = "interrupted" if ending.outcome == "interrupted" else "failed"
@@ -316,6 +327,7 @@ def run_rollout(
             measured=f"{len(on_new)} of {len(steps)}",
             threshold=f"{len(steps)} of {len(steps)}",
         ),
+        log_check(LOG_CHECK, logs),
         rate_check[1],
     ]
     ending.judge(checks)
@@ -328,4 +340,5 @@ def run_rollout(
         steps=steps,
         checks=checks,
         timing=chosen.to_json(),
+        logs=logs,
     )

@@ -127,3 +127,25 @@ def test_build_logs_are_asked_for_by_type() -> None:
     assert log_check("no errors in build logs", scan).threshold == (
         "0 error-level lines of type build"
     )
+
+
+def test_a_rollout_reports_the_error_lines_of_its_window() -> None:
+    from koinonia_infra.ops.rollout import LOG_CHECK as ROLLOUT_LOG_CHECK
+    from koinonia_infra.ops.rollout import run_rollout
+
+    world = World()
+    world.log_entries = [entry(1, "srv-1", "FATAL: could not connect to the SMS provider")]
+    report = run_rollout(
+        world.descriptor(),
+        world.client(),
+        order=[2, 1],
+        start_traffic=world.start_traffic,
+        probe=world.probe,
+        sleep=world.sleep,
+        settle=0.5,
+    )
+    check = next(c for c in report.checks if c.name == ROLLOUT_LOG_CHECK)
+    assert check.passed is False
+    assert check.measured == "1 error line(s): api-1: FATAL: could not connect to the SMS provider"
+    assert report.outcome == "failed"
+    assert world.log_queries[-1].get_list("resource") == ["srv-1", "srv-2"]
