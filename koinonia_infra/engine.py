@@ -606,15 +606,17 @@ def descriptor_from_outputs(
 
 def render_edge_lookup() -> EdgeLookup | None:
     """Find the edge's service id by name through the Render API, when a key is available."""
-    if not any(os.environ.get(v) for v in RENDER_KEY_VARS):
-        return None
     from koinonia_infra.errors import RenderApiError
-    from koinonia_infra.render_api import RenderClient
+    from koinonia_infra.render_api import RenderClient, api_access
+
+    # The one rule of where the user's key may go (render_api.api_access).
+    access = api_access(None)
+    if access is None:
+        return None
 
     def lookup(name: str) -> str | None:
-        key = next(os.environ[v] for v in RENDER_KEY_VARS if os.environ.get(v))
         try:
-            with RenderClient(os.environ.get("RENDER_API_URL"), key) as client:
+            with RenderClient(access.url, access.key) as client:
                 found = [s for s in client.find_services(name) if s.name == name]
         except RenderApiError:
             return None
