@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -146,17 +147,85 @@ def verify(
             "Render's; never a URL read from a descriptor).",
         ),
     ] = None,
+    capacity: Annotated[
+        bool,
+        typer.Option(
+            "--capacity",
+            help="Instead of the checks: ramp concurrency through the edge until p95 passes "
+            "--p95-ms or a request fails, and report the knee (concurrency, req/s).",
+        ),
+    ] = False,
+    compare_single: Annotated[
+        bool,
+        typer.Option(
+            "--compare-single",
+            help="With --capacity: ramp again with all instances but the first suspended "
+            "(always resumed) and report the ratio N ÷ 1.",
+        ),
+    ] = False,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrency",
+            min=1,
+            max=1024,
+            help="Ceiling of the --capacity ramp (default 64; stack: "
+            "verify.capacityMaxConcurrency).",
+        ),
+    ] = None,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--max-seconds",
+            min=1,
+            max=3600,
+            help="Longest a --capacity ramp may run (default 120; stack: "
+            "verify.capacityMaxSeconds).",
+        ),
+    ] = None,
+    capacity_path: Annotated[
+        str,
+        typer.Option(
+            "--capacity-path",
+            metavar="PATH",
+            help="With --capacity: the GET path loaded through the edge (default /health; a "
+            "representative read endpoint says more).",
+        ),
+    ] = "/health",
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="--capacity on a real deployment: do not ask first."),
+    ] = False,
 ) -> None:
     """Prove a deployment works: each instance's and the edge's /health, the load split through
     the edge, latency p50/p95/p99, error rate, config parity and deploy status (Render API).
     Thresholds: the runbook's defaults, then the stack's `koinonia:verify` (with --stack), then
     these flags. Exit 0 when every check passes, 1 when one fails, 2 on a usage or configuration
     error, 3 when the environment is missing something (e.g. the Pulumi CLI for --stack)."""
-    from koinonia_infra.errors import OperationFailed
+    from koinonia_infra.errors import OperationFailed, UsageError
     from koinonia_infra.files import check_report_path
     from koinonia_infra.verify.runner import verify_deployment
 
     check_report_path(report)  # a typo'd directory fails now, not after the whole run
+    if capacity:
+        _capacity(
+            stack=stack,
+            outputs=outputs,
+            target=target,
+            state_dir=state_dir,
+            render_api_url=render_api_url,
+            p95_ms=p95_ms,
+            max_concurrency=max_concurrency,
+            max_seconds=max_seconds,
+            compare_single=compare_single,
+            path=capacity_path,
+            yes=yes,
+            fmt=fmt,
+            report=report,
+        )
+        return
+    if compare_single or max_concurrency is not None or max_seconds is not None:
+        raise UsageError("--compare-single, --max-concurrency and --max-seconds go with --capacity")
 
     result = verify_deployment(
         stack=stack,
@@ -204,6 +273,96 @@ def verify(
         more = f" (+{len(failed) - 6} more)" if len(failed) > 6 else ""
         raise OperationFailed(f"verification failed: {len(failed)} check(s): {names}{more}")
     output.success(f"all checks passed in {result.duration_seconds:.1f}s")
+
+
+def _capacity(
+    *,
+    stack: str | None,
+    outputs: Path | None,
+    target: str | None,
+    state_dir: Path | None,
+    render_api_url: str | None,
+    p95_ms: float | None,
+    max_concurrency: int | None,
+    max_seconds: float | None,
+    compare_single: bool,
+    path: str,
+    yes: bool,
+    fmt: Format,
+    report: Path | None,
+) -> None:
+    """`verify --capacity`: ceilings from the flags, else the stack file, else the defaults;
+    a real deployment is asked first (default No), as the drill asks."""
+    from koinonia_infra.cli.ops import _client, _confirm, _flags
+    from koinonia_infra.errors import UsageError
+    from koinonia_infra.ops.common import probe_health, sigterm_as_interrupt
+    from koinonia_infra.ops.guard import deployment_lock
+    from koinonia_infra.targets import resolve_descriptor
+    from koinonia_infra.verify.capacity import (
+        markdown,
+        plot,
+        run_capacity,
+        settings_for,
+        summary_lines,
+    )
+
+    from_stack = outputs is None and target is None
+    settings = settings_for((stack or "prod") if from_stack else None)
+    descriptor = resolve_descriptor(
+        stack=stack, outputs=outputs, target=target, state_dir=state_dir
+    )
+    threshold = p95_ms if p95_ms is not None else settings.p95_ms
+    ceiling = max_concurrency if max_concurrency is not None else settings.capacity_max_concurrency
+    seconds = max_seconds if max_seconds is not None else settings.capacity_max_seconds
+    client = (
+        _client(descriptor, render_api_url, required="--compare-single") if compare_single else None
+    )
+    if not path.startswith("/"):
+        raise UsageError(f"--capacity-path {path!r}: must start with '/'")
+    if descriptor.sandbox_timing is None:
+        # Load on a real deployment is a risk of its own: its users share the capacity measured.
+        single = ", then with all but one instance suspended" if compare_single else ""
+        _confirm(
+            yes,
+            f"Load {descriptor.edge_url} up to {ceiling} concurrent requests for up to "
+            f"{seconds:g}s{single}?",
+            what="verify --capacity loads the deployment",
+        )
+    flags = _flags(stack, outputs, target, state_dir)
+    lock = (
+        deployment_lock(descriptor, "verify --capacity --compare-single")
+        if compare_single
+        else contextlib.nullcontext()
+    )
+    with sigterm_as_interrupt(), lock, client or contextlib.nullcontext():
+        result = run_capacity(
+            descriptor,
+            p95_ms=threshold,
+            max_concurrency=ceiling,
+            max_seconds=seconds,
+            compare_single=compare_single,
+            path=path,
+            client=client,
+            probe=probe_health,
+            on_progress=output.info,
+            resume_flags=flags,
+        )
+    text = markdown(result)
+    if fmt is Format.json:
+        output.json(result.to_json())
+    elif fmt is Format.markdown:
+        output.text(text)
+    else:
+        for line in [*plot(result), "", *summary_lines(result)]:
+            output.text(line)
+    if report is not None:
+        from koinonia_infra.files import write_report
+
+        write_report(report, text)
+        output.info(f"capacity report written to {report}")
+    if result.exit_code:
+        output.error(result.error or result.outcome)
+        raise typer.Exit(result.exit_code)
 
 
 def render_table(result: VerifyReport) -> Table:
