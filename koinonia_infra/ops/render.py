@@ -8,6 +8,7 @@ from rich.table import Table
 from koinonia_infra.console import esc
 from koinonia_infra.ops.common import Check, TrafficSummary
 from koinonia_infra.ops.drill import DrillReport
+from koinonia_infra.ops.logs import LogScan
 from koinonia_infra.ops.rollout import RolloutReport
 from koinonia_infra.textsafe import md
 
@@ -87,7 +88,8 @@ def drill_renderable(r: DrillReport) -> Group:
         "p95 before / while suspended",
         f"{_num(r.baseline_p95_latency_ms)} / {_num(r.suspended_p95_latency_ms)} ms",
     )
-    return Group(*lines, _checks_table("failover checklist", r.checks), table)
+    checklist = _checks_table("failover checklist", r.checks)
+    return Group(*lines, checklist, *_log_lines(r.logs), table)
 
 
 def rollout_renderable(r: RolloutReport) -> Group:
@@ -121,7 +123,8 @@ def rollout_renderable(r: RolloutReport) -> Group:
     lines = [f"{_headline(r.outcome, 'rollout')}: order {', '.join(map(str, r.order))}"]
     if r.error:
         lines.append(f"[red]{esc(r.error)}[/]")
-    return Group(*lines, steps, _checks_table("rollout checks", r.checks), _traffic_table(r))
+    checks = _checks_table("rollout checks", r.checks)
+    return Group(*lines, steps, checks, *_log_lines(r.logs), _traffic_table(r))
 
 
 def _resume_deploy(r: DrillReport) -> str:
@@ -147,6 +150,26 @@ def _md_checks(checks: list[Check]) -> list[str]:
     return out
 
 
+def _md_logs(logs: LogScan | None) -> list[str]:
+    """The error-level lines of the operation's window, one per line (already redacted)."""
+    if logs is None or not logs.read or not logs.error_count:
+        return []
+    more = logs.error_count - len(logs.first)
+    return [
+        "",
+        f"## Error lines in the instances' logs ({logs.error_count})",
+        "",
+        *[f"- {md(line)}" for line in logs.first],
+        *([f"- … and {more} more"] if more > 0 else []),
+    ]
+
+
+def _log_lines(logs: LogScan | None) -> list[str]:
+    if logs is None or not logs.read or not logs.error_count:
+        return []
+    return [f"[red]error line:[/] {esc(line)}" for line in logs.first]
+
+
 def _md_traffic(t: TrafficSummary) -> list[str]:
     rows = ["| measure | value |", "|---|---|"]
     rows += [f"| {md(k)} | {md(v)} |" for k, v in _traffic_rows(t)]
@@ -165,6 +188,7 @@ def drill_markdown(r: DrillReport) -> str:
         "## Runbook failover checklist",
         "",
         *_md_checks(r.checks),
+        *_md_logs(r.logs),
         "",
         "## Traffic through the edge",
         "",
@@ -207,6 +231,7 @@ def rollout_markdown(r: RolloutReport) -> str:
         "## Checks",
         "",
         *_md_checks(r.checks),
+        *_md_logs(r.logs),
         "",
         "## Traffic through the edge",
         "",

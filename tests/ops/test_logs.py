@@ -149,3 +149,25 @@ def test_a_rollout_reports_the_error_lines_of_its_window() -> None:
     assert check.measured == "1 error line(s): api-1: FATAL: could not connect to the SMS provider"
     assert report.outcome == "failed"
     assert world.log_queries[-1].get_list("resource") == ["srv-1", "srv-2"]
+
+
+def test_the_reports_list_each_error_line_as_text() -> None:
+    from rich.console import Console
+
+    from koinonia_infra.ops.render import drill_renderable
+
+    world = World()
+    world.log_entries = [
+        entry(1, "srv-2", "Error: [bold]not markup[/] - [x] **PASSED**"),
+        entry(2, "srv-1", "Error: second\x1b[31m"),
+    ]
+    report = drill(world)
+    markdown = drill_markdown(report)
+    assert "## Error lines in the instances' logs (2)" in markdown
+    assert "- api-2: Error: \\[bold\\]not markup\\[/\\] - \\[x\\] \\*\\*PASSED\\*\\*" in markdown
+    assert "- api-1: Error: second\\\\x1b\\[31m" in markdown
+    console = Console(record=True, width=200, color_system=None)
+    console.print(drill_renderable(report))
+    text = console.export_text()
+    assert "error line: api-2: Error: [bold]not markup[/] - [x] **PASSED**" in text
+    assert "error line: api-1: Error: second\\x1b[31m" in text

@@ -243,3 +243,70 @@ def test_a_bad_smoke_declaration_is_one_line_naming_it(
 def test_no_smoke_checks_by_default() -> None:
     assert VerifySettings().smoke == []
     assert VerifyOptions.from_settings(None).smoke == ()
+
+
+# ---- build logs --------------------------------------------------------------------------------
+
+
+class BuildLogs:
+    """The three reads build_log_check makes, answering Render's shapes (render_api models)."""
+
+    def __init__(self, messages: list[str]) -> None:
+        from datetime import UTC, datetime
+
+        from koinonia_infra.render_api import Deploy, LogEntry
+
+        self.deploy = Deploy(
+            id="dep-1",
+            status="live",
+            created_at=datetime(2026, 1, 1, 12, 0, tzinfo=UTC),
+            finished_at=datetime(2026, 1, 1, 12, 5, tzinfo=UTC),
+        )
+        labels = [{"name": "resource", "value": "srv-1"}, {"name": "type", "value": "build"}]
+        self.entries = [
+            LogEntry.model_validate(
+                {"id": f"l{i}", "message": m, "timestamp": "2026-01-01T12:01:00Z", "labels": labels}
+            )
+            for i, m in enumerate(messages)
+        ]
+        self.queries: list[dict[str, Any]] = []
+
+    def latest_deploy(self, sid: str) -> Any:
+        return self.deploy
+
+    def service_json(self, sid: str) -> dict[str, Any]:
+        return {"id": sid, "ownerId": "tea-x"}
+
+    def list_logs(self, owner: str, resources: list[str], **kwargs: Any) -> list[Any]:
+        self.queries.append({"owner": owner, "resources": resources, **kwargs})
+        return self.entries
+
+
+def test_build_logs_read_error_lines_of_type_build_over_the_deploys_window(
+    instances: Instances,
+) -> None:
+    from koinonia_infra.verify.smoke import build_log_check
+
+    render = BuildLogs(["npm ERR! code ELIFECYCLE token=ghp_abcdefgh123 refused"])
+    result = build_log_check(instances.descriptor(), render)  # type: ignore[arg-type]
+    assert result.status == "fail"
+    assert result.reason == (
+        "1 error line(s): api-1: npm ERR! code ELIFECYCLE token=[secret] refused"
+    )
+    (query,) = render.queries
+    assert query["level"] == ["error"]
+    assert query["types"] == ["build"]
+    assert query["resources"] == ["srv-1", "srv-2"]
+    assert query["start"] == render.deploy.created_at
+    assert query["end"] == render.deploy.finished_at
+    passed = build_log_check(instances.descriptor(), BuildLogs([]))  # type: ignore[arg-type]
+    assert passed.status == "pass"
+    assert passed.measured == "no error lines"
+
+
+def test_build_logs_without_a_key_are_skipped_with_the_reason(instances: Instances) -> None:
+    from koinonia_infra.verify.smoke import build_log_check
+
+    result = build_log_check(instances.descriptor(), None, render_skip="no Render API key")
+    assert result.status == "skip"
+    assert result.reason == "no Render API key"
