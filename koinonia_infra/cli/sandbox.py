@@ -50,12 +50,24 @@ def up_command(
         help="fast: suspend, resume and deploys act at once. render: Render's sequence with "
         "scaled delays (async suspend, resume as a deploy, old instance kept after a deploy).",
     ),
+    stack: str | None = typer.Option(
+        None,
+        "--stack",
+        "-s",
+        help="Run this stack file's edge settings (the production Caddyfile) and verify "
+        "thresholds; 'none' for the defaults [default: prod when Pulumi.prod.yaml is found].",
+    ),
 ) -> None:
     """Start the sandbox and wait until every part is healthy."""
     from koinonia_infra.sandbox.lifecycle import up
+    from koinonia_infra.sandbox.stack import resolve_sandbox_stack
 
     chosen = _check_format(fmt)
-    result = up(state_dir, instances, progress=lambda m: output.info(f"  {m}"), timing=timing)
+    settings = resolve_sandbox_stack(stack)  # a bad stack file fails before anything starts
+    result = up(
+        state_dir, instances, progress=lambda m: output.info(f"  {m}"), timing=timing,
+        stack=settings,
+    )  # fmt: skip
     _render_up(result, chosen)
 
 
@@ -97,6 +109,8 @@ def _up_json(result: UpResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 2),
         "descriptorPath": str(result.state_dir / "descriptor.json"),
         "descriptor": d.public_dict(),
+        "stack": result.stack.name,
+        "stackFile": result.stack.source,
         "processes": [
             {"role": r.role, "pid": r.pid, "pgid": r.pgid}
             for r in (result.state.all_records() if result.state else [])
@@ -131,6 +145,7 @@ def _render_up(result: UpResult, fmt: Format) -> None:
     output.info(f"descriptor: {result.state_dir / 'descriptor.json'}  (token inside, mode 0600)")
     if d.sandbox_timing:
         output.info(f"timing: {d.sandbox_timing} (sandbox/timing.py; `--timing fast|render`)")
+    output.info(f"edge and verify settings: {esc(result.stack.describe())}")
 
 
 def _render_status(result: StatusResult, fmt: Format) -> None:

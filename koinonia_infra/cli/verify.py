@@ -308,6 +308,12 @@ def _capacity(
 
     from_stack = outputs is None and target is None
     settings = settings_for((stack or "prod") if from_stack else None)
+    if target == "sandbox":
+        from koinonia_infra.sandbox.lifecycle import resolve_state_dir
+        from koinonia_infra.sandbox.stack import read_sandbox_stack
+
+        # The ceilings and threshold of the stack the sandbox runs (`sandbox up --stack`).
+        settings = read_sandbox_stack(resolve_state_dir(state_dir)).verify
     descriptor = resolve_descriptor(
         stack=stack, outputs=outputs, target=target, state_dir=state_dir
     )

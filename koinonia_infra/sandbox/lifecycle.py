@@ -21,6 +21,7 @@ from koinonia_infra.descriptor import Descriptor, load_descriptor
 from koinonia_infra.errors import EnvironmentProblem, Interrupted, OperationFailed, UsageError
 from koinonia_infra.files import free_bytes
 from koinonia_infra.sandbox.binaries import find_binaries
+from koinonia_infra.sandbox.stack import SandboxStack, read_sandbox_stack, write_sandbox_stack
 from koinonia_infra.sandbox.state import (
     LOCK_FILE,
     STATE_FILE,
@@ -49,6 +50,8 @@ class UpResult:
     state: SandboxState | None
     already_running: bool
     seconds: float = 0.0
+    # The settings its edge and `verify --target sandbox` follow (sandbox/stack.py).
+    stack: SandboxStack = field(default_factory=SandboxStack)
 
 
 @dataclass
@@ -86,9 +89,12 @@ def up(
     instances: int = 2,
     progress: Progress | None = None,
     timing: str = "fast",
+    stack: SandboxStack | None = None,
 ) -> UpResult:
     """Start a sandbox (or report the running one) and wait until every part is healthy.
-    `timing` is the profile of koinonia_infra/sandbox/timing.py ("fast" or "render")."""
+    `timing` is the profile of koinonia_infra/sandbox/timing.py ("fast" or "render"); `stack`
+    the edge and verify settings to run with (the defaults when None). A running sandbox keeps
+    the settings it started with."""
     say = progress or (lambda _m: None)
     timing_profile(timing)  # a UsageError before anything starts
     if not 1 <= instances <= MAX_INSTANCES:
@@ -110,7 +116,7 @@ def up(
             ) from None
         return UpResult(
             directory, load_descriptor(sandbox_descriptor_path(directory)), read_state(directory),
-            already_running=True,
+            already_running=True, stack=read_sandbox_stack(directory),
         )  # fmt: skip
     started = time.monotonic()
     try:
@@ -118,6 +124,8 @@ def up(
         # A descriptor left by a supervisor that never stopped cleanly names dead ports; while
         # none exists, a concurrent `up` says "still starting" instead of handing it out.
         sandbox_descriptor_path(directory).unlink(missing_ok=True)
+        # Read by the supervisor for its edge, later by `verify --target sandbox`.
+        write_sandbox_stack(directory, stack or SandboxStack())
         with (directory / "supervisor.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "koinonia_infra.sandbox.supervisor",
@@ -141,7 +149,7 @@ def up(
             proc.stdout.close()
     return UpResult(
         directory, load_descriptor(sandbox_descriptor_path(directory)), read_state(directory),
-        already_running=False, seconds=time.monotonic() - started,
+        already_running=False, seconds=time.monotonic() - started, stack=stack or SandboxStack(),
     )  # fmt: skip
 
 

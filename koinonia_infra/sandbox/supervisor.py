@@ -40,7 +40,7 @@ from koinonia_infra.caddy import (
     render_caddyfile,
 )
 from koinonia_infra.descriptor import Descriptor, EdgeRef, InstanceRef
-from koinonia_infra.errors import ConfigError, KoinoniaError
+from koinonia_infra.errors import KoinoniaError
 from koinonia_infra.files import describe_os_error
 from koinonia_infra.sandbox import postgres
 from koinonia_infra.sandbox.binaries import Binaries, find_binaries
@@ -53,6 +53,7 @@ from koinonia_infra.sandbox.control_plane import (
 )
 from koinonia_infra.sandbox.datastores_api import Datastores, sandbox_datastores
 from koinonia_infra.sandbox.observability import Observer
+from koinonia_infra.sandbox.stack import edge_settings
 from koinonia_infra.sandbox.state import (
     ProcessRecord,
     SandboxState,
@@ -61,7 +62,7 @@ from koinonia_infra.sandbox.state import (
     write_state,
 )
 from koinonia_infra.sandbox.timing import TimingProfile, profile
-from koinonia_infra.settings import ApiSettings, EdgeSettings
+from koinonia_infra.settings import ApiSettings
 from koinonia_infra.targets import sandbox_descriptor_path
 
 START_HEALTH_TIMEOUT = 30.0
@@ -93,23 +94,6 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-SANDBOX_EDGE_ENV = "KOINONIA_SANDBOX_EDGE"
-
-
-def sandbox_edge_settings() -> EdgeSettings:
-    """The edge's settings: the defaults, or `KOINONIA_SANDBOX_EDGE` (a JSON object in the stack
-    file's `koinonia:edge` shape), so a test can shorten a timeout without waiting out the
-    production value."""
-    raw = os.environ.get(SANDBOX_EDGE_ENV)
-    if not raw:
-        return EdgeSettings()
-    try:
-        return EdgeSettings.model_validate(json.loads(raw))
-    except (ValueError, TypeError) as exc:  # JSONDecodeError and ValidationError are ValueErrors
-        first = str(exc).splitlines()
-        raise ConfigError(f"{SANDBOX_EDGE_ENV}: {' '.join(first[:3])}") from None
-
-
 class Supervisor:
     def __init__(
         self,
@@ -133,7 +117,8 @@ class Supervisor:
         # the same commit: one id for all of them, never one per instance.
         self.commit = secrets.token_hex(20)
         self.api = ApiSettings()
-        self.edge_settings = sandbox_edge_settings()
+        # The stack `sandbox up --stack` chose (sandbox/stack.py): production's edge settings.
+        self.edge_settings = edge_settings(state_dir)
         self.edge_caddyfile = ""  # set when the edge starts
         self.services: dict[str, Service] = {}
         # The control plane's Postgres and Key Value (GET /v1/postgres, /v1/key-value).

@@ -348,7 +348,8 @@ def verify_deployment(
     """Resolve the deployment and thresholds the way the CLI is documented to, then verify.
 
     Thresholds: `VerifySettings` defaults, then the stack file's `koinonia:verify` when the
-    deployment comes from a stack, then the flags (`overrides`, None meaning "not given").
+    deployment comes from a stack (for the sandbox, the stack it runs), then the flags
+    (`overrides`, None meaning "not given").
     """
     from koinonia_infra.render_api import RenderClient
     from koinonia_infra.targets import resolve_descriptor
@@ -365,6 +366,16 @@ def verify_deployment(
         if flags.get("timeout_seconds") is None:
             # Outlast the edge's retry window, so its own 503 is seen as such (model.py).
             window = stack_settings.edge.retry_window_seconds
+            flags["timeout_seconds"] = max(DEFAULT_TIMEOUT_SECONDS, window + 5.0)
+    elif target == "sandbox":
+        # The stack the sandbox runs (`sandbox up --stack`): its thresholds and edge.
+        from koinonia_infra.sandbox.lifecycle import resolve_state_dir
+        from koinonia_infra.sandbox.stack import read_sandbox_stack
+
+        sandbox_stack = read_sandbox_stack(resolve_state_dir(state_dir))
+        settings = sandbox_stack.verify
+        if flags.get("timeout_seconds") is None:
+            window = sandbox_stack.edge.retry_window_seconds
             flags["timeout_seconds"] = max(DEFAULT_TIMEOUT_SECONDS, window + 5.0)
     descriptor = resolve_descriptor(
         stack=stack, outputs=outputs, target=target, state_dir=state_dir

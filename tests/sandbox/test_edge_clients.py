@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from koinonia_infra.sandbox.supervisor import SANDBOX_EDGE_ENV
+from koinonia_infra.sandbox.stack import SANDBOX_EDGE_ENV
 
 pytestmark = pytest.mark.integration
 

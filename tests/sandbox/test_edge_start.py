@@ -1,5 +1,5 @@
 """The sandbox's edge runs the very start command the Render edge service gets, with the edge
-settings of production (or of KOINONIA_SANDBOX_EDGE, for tests)."""
+settings of its stack (test_sandbox_stack.py; KOINONIA_SANDBOX_EDGE overrides them for tests)."""
 
 from __future__ import annotations
 
@@ -12,32 +12,8 @@ import httpx
 import pytest
 
 from koinonia_infra.caddy import EDGE_SELF_HEALTH_PATH, edge_start_command, render_caddyfile
-from koinonia_infra.errors import ConfigError
 from koinonia_infra.program.edge import DOCKER_COMMAND
-from koinonia_infra.sandbox.supervisor import SANDBOX_EDGE_ENV, sandbox_edge_settings
 from koinonia_infra.settings import ApiSettings, EdgeSettings
-
-
-def test_sandbox_edge_settings_are_production_defaults_unless_overridden(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv(SANDBOX_EDGE_ENV, raising=False)
-    assert sandbox_edge_settings() == EdgeSettings()
-    monkeypatch.setenv(SANDBOX_EDGE_ENV, '{"clientIdleTimeoutSeconds": 2}')
-    assert sandbox_edge_settings() == EdgeSettings(client_idle_timeout_seconds=2)
-
-
-@pytest.mark.parametrize(
-    ("raw", "message"),
-    [("{bad", "Expecting property name"), ('{"clientIdleTimeoutSeconds": -1}', "greater than")],
-)
-def test_a_bad_sandbox_edge_override_is_one_config_error(
-    monkeypatch: pytest.MonkeyPatch, raw: str, message: str
-) -> None:
-    monkeypatch.setenv(SANDBOX_EDGE_ENV, raw)
-    with pytest.raises(ConfigError, match=f"^{SANDBOX_EDGE_ENV}: .*{message}") as err:
-        sandbox_edge_settings()
-    assert "\n" not in str(err.value)
 
 
 @pytest.mark.integration
