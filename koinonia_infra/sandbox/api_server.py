@@ -1,4 +1,4 @@
-"""The reference API instance: a small server that honours the /health contract (DESIGN.md §5).
+"""The reference API instance: a small server that honours the /health contract (docs/sandbox.md).
 
 Every /health call really queries PostgreSQL (`SELECT 1` on a pooled connection) and pings Redis;
 200 `ok` when both answer, 503 `degraded` naming what is down. `GET /` is cheap and names the

@@ -1,4 +1,4 @@
-"""The sandbox control plane: the subset of Render's REST API (DESIGN.md §3) that the day-2
+"""The sandbox control plane: the subset of Render's REST API (docs/sandbox.md) that the day-2
 commands and the provider use, answered with Render's JSON shapes and backed by the sandbox's
 real processes.
 

@@ -308,7 +308,8 @@ def _health(
     if missing:
         reason = f"HTTP {s.status}: body lacks {', '.join(missing)} (wrong shape)"
         return _result(check, "fail", measured, reason, values)
-    # A degraded body says "ok" for what works and "down" for what does not (DESIGN.md §5).
+    # A degraded body says "ok" for what works and "down" for what does not (the /health
+    # contract, docs/sandbox.md "The reference API instance").
     down = [k for k in ("database", "redis") if fields[k] not in ("connected", "ok")]
     problems: list[str] = []
     if down:

@@ -1,4 +1,4 @@
-"""The reference API's /health contract (DESIGN.md §5)."""
+"""The reference API's /health contract (docs/sandbox.md, "The reference API instance")."""
 
 from __future__ import annotations
 
