@@ -81,7 +81,10 @@ def test_a_cpu_burning_instance_fires_the_cpu_rule_and_requests_are_counted(sand
         )
     hot, idle = report.targets[0], report.targets[1]
     print(f"cpu peak: api-1 {hot.cpu_peak_percent:.1f} %, api-2 {idle.cpu_peak_percent:.1f} %")
-    assert [(a.rule, a.target.split()[0]) for a in report.alerts] == [("cpu", "api-1")]
+    fired = {(a.rule, a.target.split()[0]) for a in report.alerts}
+    # The 8 s burn request itself may also push api-1's p95 past its rule: that is right too.
+    assert ("cpu", "api-1") in fired
+    assert not [a for a in fired if a[1] != "api-1"], fired
     assert hot.cpu_peak_percent is not None
     assert idle.cpu_peak_percent is not None
     assert hot.cpu_peak_percent > 5 * max(idle.cpu_peak_percent, 0.5)
