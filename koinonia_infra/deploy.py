@@ -51,11 +51,8 @@ REPLACE_OPS = frozenset(
 )  # fmt: skip
 DELETE_OPS = frozenset({"delete", "discard"})
 QUIET_OPS = frozenset({"same", "read", "refresh"})
-# Deploy states that end a wait; anything else in DEPLOY_FAILURE_STATES fails the command.
+# The deploy state that passes; any other terminal state (render_api.DEPLOY_TERMINAL) fails.
 DEPLOY_OK_STATES = frozenset({"live"})
-DEPLOY_FAILURE_STATES = frozenset(
-    {"build_failed", "update_failed", "pre_deploy_failed", "canceled"}
-)
 DEFAULT_DEPLOY_TIMEOUT = 900.0
 # The provider triggers deploys during the update, but Render may list them a little later. Until
 # then a service's latest deploy is the previous one (often `live`): waiting on it would pass at

@@ -563,10 +563,6 @@ class SecretValue(str):
     marks secret); it stands in for the value, which is never kept."""
 
 
-def stack_file(stack: str, project_dir: Path) -> Path:
-    return project_dir / f"Pulumi.{stack}.yaml"
-
-
 class _StrictLoader(yaml.SafeLoader):
     """PyYAML's safe loader, made as strict as the engine's own: the Pulumi CLI reads
     `Pulumi.<stack>.yaml` with gopkg.in/yaml.v3 (pulumi/pulumi sdk/go/common/encoding/marshal.go,

@@ -17,10 +17,7 @@ values the program declares (name, plan, region, version, …).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
-from koinonia_infra.adopt.provider import nested_differences
 from koinonia_infra.deploy import WEB_SERVICE, ChangePlan
 from koinonia_infra.program.api import adopted_service_ignore
 
@@ -30,16 +27,6 @@ REFRESH_NOISE: frozenset[str] = frozenset(
     for path in adopted_service_ignore(runtime)
     if path.startswith("serviceDetails.")
 )
-
-
-def changed_paths(
-    old_inputs: Mapping[str, Any] | None, new_inputs: Mapping[str, Any] | None
-) -> tuple[str, ...]:
-    """Dotted input paths that differ between a step's old and new inputs (from the engine's
-    step event), so a change can be told apart from noise."""
-    if old_inputs is None or new_inputs is None:
-        return ()
-    return tuple(nested_differences(dict(old_inputs), dict(new_inputs)))
 
 
 @dataclasses.dataclass(frozen=True)

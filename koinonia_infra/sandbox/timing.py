@@ -18,8 +18,8 @@ down so tests stay fast:
   (https://render.com/articles/how-render-handles-zero-downtime-deploys); the shutdown delay is
   `maxShutdownDelaySeconds`, default 30, 1..300 (schema maxShutdownDelaySeconds, same spec).
 
-`RENDER_REAL` holds Render's own (unscaled) values, so code that waits on a real deployment and
-code that waits on the sandbox derive their deadlines the same way: `profile_for(descriptor)`.
+`RENDER_REAL` holds Render's own (unscaled) values, for reference: the deadlines of commands
+waiting on a real deployment come from koinonia_infra/ops/timing.py.
 """
 
 from __future__ import annotations
@@ -57,16 +57,6 @@ class TimingProfile:
     def deploy_deadline_seconds(self) -> float:
         """An upper bound from a deploy's creation until it is `live` or `update_failed`."""
         return self.build_seconds + self.health_timeout_seconds + 2.0
-
-    @property
-    def resume_deadline_seconds(self) -> float:
-        """An upper bound from the resume call until the service serves again."""
-        return self.deploy_deadline_seconds
-
-    @property
-    def switch_deadline_seconds(self) -> float:
-        """An upper bound from a deploy's creation until the OLD process is gone."""
-        return self.deploy_deadline_seconds + self.overlap_seconds + self.shutdown_delay_seconds
 
 
 FAST = TimingProfile(
@@ -114,11 +104,3 @@ def profile(name: str | None) -> TimingProfile:
     if chosen is None:
         raise UsageError(f"--timing {name}: choose {' or '.join(TIMING_NAMES)}")
     return chosen
-
-
-def profile_for(stack: str | None, sandbox_timing: str | None) -> TimingProfile:
-    """The timings to expect of a deployment: the sandbox's profile for the sandbox, Render's
-    own for anything else."""
-    if stack == "sandbox":
-        return profile(sandbox_timing)
-    return RENDER_REAL

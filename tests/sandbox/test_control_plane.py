@@ -559,8 +559,9 @@ def test_render_timing_suspend_acts_later_and_resume_is_a_deploy(
         # The instance is not back at once: the resume deploy builds first.
         with pytest.raises(httpx.TransportError):
             _health(inst.url)
+        # A resume is a deploy on Render: its deadline is a deploy's.
         seen = _wait_deploy(
-            render_api, inst.service_id, deploy["id"], RENDER.resume_deadline_seconds
+            render_api, inst.service_id, deploy["id"], RENDER.deploy_deadline_seconds
         )
     assert seen[-1] == "live", seen
     assert "build_in_progress" in seen
