@@ -51,7 +51,8 @@ def run_wrk(url: str, concurrency: int) -> tuple[float, float]:
 
 
 def run_probe(url: str, concurrency: int, requests: int) -> tuple[float, float]:
-    from koinonia_infra.traffic import burst, latency_summary
+    from koinonia_infra.measure.load import burst
+    from koinonia_infra.measure.samples import latency_summary
 
     result = burst(url, requests=requests, concurrency=concurrency)
     failed = sum(1 for s in result.samples if not s.ok)

@@ -24,7 +24,7 @@ from koinonia_infra.errors import (
     KoinoniaError,
     OperationFailed,
 )
-from koinonia_infra.traffic import Sample
+from koinonia_infra.measure.samples import Sample
 
 # ---- traffic seam ------------------------------------------------------------------------------
 
@@ -359,10 +359,10 @@ def deferred_signals(received: list[int]) -> Iterator[None]:
 
 
 class SteadyRun:
-    """`TrafficRun` over `koinonia_infra.traffic.SteadyTraffic` (GET <edge>/health at a rate)."""
+    """`TrafficRun` over `measure.load.SteadyTraffic` (GET <edge>/health at a rate)."""
 
     def __init__(self, url: str, rate: float) -> None:
-        from koinonia_infra.traffic import SteadyTraffic
+        from koinonia_infra.measure.load import SteadyTraffic
 
         self._traffic = SteadyTraffic(health_url(url), rate=rate)
         self._traffic.start()
@@ -386,7 +386,7 @@ class SteadyRun:
 
 def probe_health(url: str, *, timeout: float = 5.0) -> HealthResult:
     """GET a /health URL: healthy is 200 with `status: ok`; otherwise a one-line reason."""
-    from koinonia_infra.traffic import fetch
+    from koinonia_infra.measure.fetch import fetch
 
     fetched = fetch(url, timeout=timeout, max_body_bytes=64 << 10)
     sample = fetched.sample

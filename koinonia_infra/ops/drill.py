@@ -20,6 +20,7 @@ from pydantic import Field
 
 from koinonia_infra.descriptor import Descriptor, InstanceRef
 from koinonia_infra.errors import EXIT_INTERRUPTED, OperationFailed, RenderApiError
+from koinonia_infra.measure.samples import Sample
 from koinonia_infra.ops.common import (
     Attributor,
     Check,
@@ -47,7 +48,6 @@ from koinonia_infra.ops.logs import LogScan, find_owner, instance_roles, log_che
 from koinonia_infra.ops.logs import now as wall_clock
 from koinonia_infra.ops.timing import OpsTiming, timing_for
 from koinonia_infra.render_api import Deploy, RenderClient
-from koinonia_infra.traffic import Sample
 
 
 class TimelineEvent(ReportModel):

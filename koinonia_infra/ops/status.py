@@ -19,9 +19,9 @@ from rich.table import Table
 from koinonia_infra.console import esc as _esc
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import RenderApiError
+from koinonia_infra.measure.samples import Sample
 from koinonia_infra.ops.common import Probe, ReportModel, _hostport, health_url
 from koinonia_infra.render_api import ApiKeyRejected, ApiUnreachable, Deploy, RenderClient
-from koinonia_infra.traffic import Sample
 
 # GETs through the edge, the answers' upstream header naming who served: `count` samples of `url`.
 EdgeSampler = Callable[[str, int], Sequence[Sample]]
@@ -288,7 +288,7 @@ def _check_private_network(
 
 def sample_through_edge(url: str, count: int) -> list[Sample]:
     """`count` concurrent GETs of `url` (the edge): who served each is in its upstream header."""
-    from koinonia_infra.traffic import fetch_many
+    from koinonia_infra.measure.fetch import fetch_many
 
     return [f.sample for f in fetch_many([url] * count, timeout=5.0, max_body_bytes=64 << 10)]
 

@@ -25,6 +25,8 @@ from typing import Any, Final
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import EXIT_FAILED, EXIT_INTERRUPTED, OperationFailed, RenderApiError
+from koinonia_infra.measure.load import BurstResult, burst_async
+from koinonia_infra.measure.samples import latency_summary
 from koinonia_infra.ops.common import (
     Attributor,
     Ending,
@@ -41,7 +43,6 @@ from koinonia_infra.ops.timing import OpsTiming, timing_for
 from koinonia_infra.render_api import RenderClient
 from koinonia_infra.settings import VerifySettings
 from koinonia_infra.textsafe import md
-from koinonia_infra.traffic import BurstResult, burst_async, latency_summary
 
 # Concurrency levels of the ramp: doubling first, then steps of about 1.5x so the knee is
 # found within a third of its value.

@@ -21,14 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from koinonia_infra.descriptor import Descriptor, InstanceRef
-from koinonia_infra.traffic import (
-    BurstResult,
-    Fetched,
-    Sample,
-    instance_for_upstream,
-    latency_summary,
-    percentile,
-)
+from koinonia_infra.measure.attribution import instance_for_upstream
+from koinonia_infra.measure.fetch import Fetched
+from koinonia_infra.measure.load import BurstResult
+from koinonia_infra.measure.samples import Sample, latency_summary, percentile
 from koinonia_infra.verify.model import CheckResult, VerifyOptions
 
 Probe = Literal["health", "burst", "similarity", "render"]

@@ -14,15 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import RenderApiError
+from koinonia_infra.measure.fetch import fetch_async, make_http_client
+from koinonia_infra.measure.load import BurstResult, StopRule, burst_async
+from koinonia_infra.measure.samples import latency_summary
 from koinonia_infra.settings import VerifySettings
-from koinonia_infra.traffic import (
-    BurstResult,
-    StopRule,
-    burst_async,
-    fetch_async,
-    latency_summary,
-    make_http_client,
-)
 from koinonia_infra.verify.checks import (
     PARITY_KEYS,
     EnvSnapshot,

@@ -25,9 +25,10 @@ from urllib.parse import urlsplit
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import RenderApiError
+from koinonia_infra.measure.fetch import make_http_client
+from koinonia_infra.measure.reasons import describe_error
 from koinonia_infra.ops.logs import log_check, scan_errors
 from koinonia_infra.settings import SmokeCheck
-from koinonia_infra.traffic import describe_error, make_http_client
 from koinonia_infra.verify.checks import join_url, label, service_ids
 from koinonia_infra.verify.model import CheckResult, VerifyOptions
 

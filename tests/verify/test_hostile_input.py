@@ -10,7 +10,8 @@ import tracemalloc
 import pytest
 
 from koinonia_infra.descriptor import parse_descriptor
-from koinonia_infra.traffic import burst, fetch
+from koinonia_infra.measure.fetch import fetch
+from koinonia_infra.measure.load import burst
 from koinonia_infra.verify.checks import Observations, PlannedCheck, evaluate
 from koinonia_infra.verify.model import VerifyOptions
 

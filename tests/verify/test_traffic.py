@@ -13,13 +13,12 @@ from verify_servers import FakeDeployment
 
 from koinonia_infra.descriptor import parse_descriptor
 from koinonia_infra.errors import UsageError
-from koinonia_infra.traffic import (
-    LeanTransport,
+from koinonia_infra.measure.attribution import instance_for_upstream
+from koinonia_infra.measure.client import LeanTransport
+from koinonia_infra.measure.load import SteadyTraffic, burst
+from koinonia_infra.measure.samples import (
     Sample,
-    SteadyTraffic,
-    burst,
     first_served,
-    instance_for_upstream,
     last_served,
     latency_summary,
     percentile,

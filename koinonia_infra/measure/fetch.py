@@ -1,0 +1,192 @@
+"""One-off reads through httpx (health, JSON): never raise for network trouble, the sample
+carries the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from koinonia_infra.caddy import UPSTREAM_HEADER
+from koinonia_infra.measure.attribution import upstream_from_body
+from koinonia_infra.measure.client import DEFAULT_MAX_BODY, DEFAULT_TIMEOUT
+from koinonia_infra.measure.reasons import MAX_REDIRECTS, ProtocolError, describe_error
+from koinonia_infra.measure.samples import Sample
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One httpx GET: its sample plus the (capped) body, None when no complete body arrived."""
+
+    url: str
+    sample: Sample
+    body: bytes | None
+
+    def json(self) -> tuple[Any, str | None]:
+        """(parsed JSON, None) or (None, one-line reason)."""
+        if self.body is None:
+            return None, self.sample.error or "no body"
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, f"body is not valid UTF-8 (byte {exc.start})"
+        try:
+            return json.loads(text), None
+        except json.JSONDecodeError as exc:
+            snippet = text[:40].replace("\n", " ").replace("\r", " ")
+            return None, f"body is not JSON ({exc.msg} at char {exc.pos}): {snippet!r}"
+        except RecursionError:
+            return None, "body is not usable JSON (nested too deeply)"
+
+
+def make_http_client(
+    *, timeout: float = DEFAULT_TIMEOUT, max_connections: int = 32, verify_tls: bool = True
+) -> httpx.AsyncClient:
+    """httpx with the aiohttp transport; no redirects (see fetch_async)."""
+    import httpx
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(limits=limits, verify=verify_tls, trust_env=False),
+        timeout=httpx.Timeout(timeout),
+        # Redirects are followed by fetch_async itself: httpx-aiohttp 0.2 fails to resend a
+        # redirected request ("Can not write request body").
+        follow_redirects=False,
+        headers={"User-Agent": "koinonia-infra", "Accept": "application/json, */*"},
+        trust_env=False,
+    )
+
+
+async def _get_once(
+    client: httpx.AsyncClient, url: str, cap: int
+) -> tuple[int, str | None, bytes, str | None]:
+    """(status, upstream header, body, redirect target or None)."""
+    async with client.stream("GET", url) as response:
+        _check_cap(response.headers.get("content-length"), 0, cap)
+        body = bytearray()
+        async for chunk in response.aiter_raw():
+            body += chunk
+            _check_cap(None, len(body), cap)
+        location = response.headers.get("location")
+        target = str(response.url.join(location)) if response.is_redirect and location else None
+        return response.status_code, response.headers.get(UPSTREAM_HEADER), bytes(body), target
+
+
+async def _get_following(
+    client: httpx.AsyncClient, url: str, cap: int
+) -> tuple[int, str | None, bytes]:
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        status, upstream, body, target = await _get_once(client, current, cap)
+        if target is None:
+            return status, upstream, body
+        current = target
+    raise ProtocolError(f"redirect loop: more than {MAX_REDIRECTS} redirects")
+
+
+async def fetch_async(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+) -> Fetched:
+    """One GET, redirects followed; never raises for network or protocol trouble (the sample
+    carries the reason)."""
+    started = time.monotonic()
+    try:
+        # The overall deadline matters: read timeouts alone never end a body that trickles.
+        async with asyncio.timeout(timeout):
+            status, upstream, data = await _get_following(client, url, max_body_bytes)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # every failure is a sample, never an escape
+        return Fetched(
+            url=url,
+            sample=Sample(
+                started=started,
+                latency_ms=(time.monotonic() - started) * 1000.0,
+                status=None,
+                upstream=None,
+                error=describe_error(exc, where=_where(url), timeout=timeout),
+            ),
+            body=None,
+        )
+    return Fetched(
+        url=url,
+        sample=Sample(
+            started=started,
+            latency_ms=(time.monotonic() - started) * 1000.0,
+            status=status,
+            upstream=upstream or upstream_from_body(data),
+            error=None,
+        ),
+        body=data,
+    )
+
+
+def _check_cap(declared: str | None, received: int, cap: int) -> None:
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise ProtocolError(f"response body of {declared} bytes is larger than the {cap}-byte cap")
+    if received > cap:
+        raise ProtocolError(f"response body larger than {cap} bytes")
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+async def fetch_many_async(
+    urls: Sequence[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    verify_tls: bool = True,
+) -> list[Fetched]:
+    async with make_http_client(timeout=timeout, verify_tls=verify_tls) as client:
+        return list(
+            await asyncio.gather(
+                *(
+                    fetch_async(client, u, timeout=timeout, max_body_bytes=max_body_bytes)
+                    for u in urls
+                )
+            )
+        )
+
+
+def fetch_many(
+    urls: Sequence[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    verify_tls: bool = True,
+) -> list[Fetched]:
+    """Several GETs at once (one event loop); results in the order of `urls`."""
+    return asyncio.run(
+        fetch_many_async(
+            urls, timeout=timeout, max_body_bytes=max_body_bytes, verify_tls=verify_tls
+        )
+    )
+
+
+def fetch(
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    verify_tls: bool = True,
+) -> Fetched:
+    """One GET through httpx; never raises for network trouble."""
+    return fetch_many([url], timeout=timeout, max_body_bytes=max_body_bytes, verify_tls=verify_tls)[
+        0
+    ]

@@ -1,0 +1,80 @@
+"""Why a request failed, in one line, whatever layer raised it (never a traceback)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+
+MAX_REDIRECTS = 5
+
+
+class ProtocolError(Exception):
+    """A response this client refuses (too big, malformed); the message is the reason."""
+
+
+class ConnectionClosed(Exception):
+    def __init__(self, exc: BaseException | None, *, got_bytes: bool) -> None:
+        super().__init__("connection closed")
+        self.got_bytes = got_bytes
+        if exc is not None:
+            self.__cause__ = exc
+
+
+def describe_error(exc: BaseException, *, where: str, timeout: float) -> str:
+    """A one-line reason for a failed request, whatever layer raised it.
+
+    The innermost cause decides: httpx-aiohttp maps every aiohttp connection error to
+    "ConnectTimeout", so the outer exception's type often says less than its cause.
+    """
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 8:
+        chain.append(cur)
+        cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
+    for e in reversed(chain):
+        reason = _classify(e, timeout)
+        if reason is not None:
+            return f"{reason} ({where})"
+    text = _one_line(str(exc)) or type(exc).__name__
+    return f"{type(exc).__name__}: {text} ({where})"
+
+
+def _classify(e: BaseException, timeout: float) -> str | None:
+    name = type(e).__name__
+    if isinstance(e, ProtocolError):
+        return str(e)
+    if isinstance(e, ssl.SSLError):
+        return f"TLS error: {_one_line(str(getattr(e, 'reason', None) or e))}"
+    if isinstance(e, ssl.CertificateError) or name in (
+        "ClientConnectorCertificateError",
+        "ClientSSLError",
+    ):
+        return f"TLS error: {_one_line(str(e))}"
+    if isinstance(e, socket.gaierror) or name == "ClientConnectorDNSError":
+        return "DNS lookup failed"
+    if isinstance(e, ConnectionRefusedError) or (
+        isinstance(e, OSError) and e.errno == errno.ECONNREFUSED
+    ):
+        return "connection refused"
+    if isinstance(e, ConnectionResetError | BrokenPipeError | ConnectionClosed) or name in (
+        "ServerDisconnectedError",
+        "RemoteProtocolError",
+    ):
+        return "connection closed by the server before a complete response"
+    if name == "TooManyRedirects":
+        return f"redirect loop: more than {MAX_REDIRECTS} redirects"
+    if name in ("ClientPayloadError", "TransferEncodingError", "ContentLengthError"):
+        return "malformed response body"
+    if name in ("ClientResponseError", "BadHttpMessage", "BadStatusLine", "LineTooLong"):
+        return "invalid HTTP response"
+    if isinstance(e, TimeoutError) or name.endswith("Timeout"):
+        return f"timed out after {timeout:g}s"
+    if isinstance(e, OSError) and e.strerror:
+        return _one_line(e.strerror)
+    return None
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
