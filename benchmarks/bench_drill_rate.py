@@ -25,7 +25,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     args = parser.parse_args()
 
-    from koinonia_infra.ops.common import SteadyRun, probe_health
+    from koinonia_infra.measure.health import probe_health
+    from koinonia_infra.ops.common import SteadyRun
     from koinonia_infra.ops.drill import run_failover_drill
     from koinonia_infra.render_api import RenderClient
     from koinonia_infra.sandbox.lifecycle import down, up

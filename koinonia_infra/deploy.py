@@ -29,7 +29,9 @@ from koinonia_infra.errors import (
 
 if TYPE_CHECKING:
     from koinonia_infra.engine import Engine, EventSink
-    from koinonia_infra.ops.common import Probe, Sleep, StartTraffic
+    from koinonia_infra.measure.health import Probe
+    from koinonia_infra.measure.poll import Sleep
+    from koinonia_infra.ops.common import StartTraffic
     from koinonia_infra.ops.logs import LogScan
     from koinonia_infra.render_api import Deploy, RenderClient
     from koinonia_infra.settings import Settings

@@ -78,7 +78,8 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
         provider_deploys: Mapping[int, bool],
     ) -> EnvRollout:
         from koinonia_infra.deploy import roll_env_changes
-        from koinonia_infra.ops.common import SteadyRun, probe_health
+        from koinonia_infra.measure.health import probe_health
+        from koinonia_infra.ops.common import SteadyRun
         from koinonia_infra.ops.guard import deployment_lock
         from koinonia_infra.render_api import RenderClient
 

@@ -196,7 +196,7 @@ def status(
     Also checks the private network: each instance's Render slug against the address the edge
     dials, the edge's upstreams, and requests through the edge reaching each instance.
     """
-    from koinonia_infra.ops.common import probe_health
+    from koinonia_infra.measure.health import probe_health
     from koinonia_infra.ops.status import (
         collect_status,
         private_network_line,
@@ -262,7 +262,8 @@ def drill_failover(
 
     Needs two healthy instances; checks against the runbook's failover checklist.
     """
-    from koinonia_infra.ops.common import SteadyRun, probe_health, sigterm_as_interrupt
+    from koinonia_infra.measure.health import probe_health
+    from koinonia_infra.ops.common import SteadyRun, sigterm_as_interrupt
     from koinonia_infra.ops.drill import run_failover_drill
     from koinonia_infra.ops.guard import deployment_lock
     from koinonia_infra.ops.render import drill_markdown, drill_renderable
@@ -348,7 +349,8 @@ def rollout(
 
     A failed deploy stops the rollout (exit 1); the remaining instances stay untouched.
     """
-    from koinonia_infra.ops.common import SteadyRun, probe_health, sigterm_as_interrupt
+    from koinonia_infra.measure.health import probe_health
+    from koinonia_infra.ops.common import SteadyRun, sigterm_as_interrupt
     from koinonia_infra.ops.guard import deployment_lock
     from koinonia_infra.ops.render import rollout_markdown, rollout_renderable
     from koinonia_infra.ops.rollout import parse_order, run_rollout
@@ -420,7 +422,7 @@ def resume(
     Safe to run twice: an instance that is not suspended is only checked. Exit 0 healthy again,
     1 not healthy within --timeout, 2 usage, 3 Render API refused or unreachable.
     """
-    from koinonia_infra.ops.common import probe_health
+    from koinonia_infra.measure.health import probe_health
     from koinonia_infra.ops.resume import run_resume
     from koinonia_infra.ops.timing import resolve_timing
 

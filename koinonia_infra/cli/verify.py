@@ -295,7 +295,8 @@ def _capacity(
     a real deployment is asked first (default No), as the drill asks."""
     from koinonia_infra.cli.ops import _client, _confirm, _flags
     from koinonia_infra.errors import UsageError
-    from koinonia_infra.ops.common import probe_health, sigterm_as_interrupt
+    from koinonia_infra.measure.health import probe_health
+    from koinonia_infra.ops.common import sigterm_as_interrupt
     from koinonia_infra.ops.guard import deployment_lock
     from koinonia_infra.targets import resolve_descriptor
     from koinonia_infra.verify.capacity import (

@@ -1,5 +1,5 @@
-"""What the day-2 operations share: the traffic seam, attribution of answers to instances,
-health probes, checks, traffic summaries, how a run ends, and signal handling.
+"""What the day-2 operations share: the traffic seam, checks, traffic summaries, how a run ends,
+and signal handling. Health probes, attribution and polling live in `koinonia_infra.measure`.
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -24,6 +22,8 @@ from koinonia_infra.errors import (
     KoinoniaError,
     OperationFailed,
 )
+from koinonia_infra.measure.attribution import Attributor
+from koinonia_infra.measure.health import health_url
 from koinonia_infra.measure.samples import Sample
 
 # ---- traffic seam ------------------------------------------------------------------------------
@@ -49,58 +49,6 @@ class TrafficRun(Protocol):
 
 
 StartTraffic = Callable[[str, float], TrafficRun]
-Sleep = Callable[[float], None]
-
-
-# ---- health ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HealthResult:
-    ok: bool
-    detail: str
-    latency_ms: float | None = None
-
-
-Probe = Callable[[str], HealthResult]
-
-
-def health_url(base_url: str, path: str = "/health") -> str:
-    return base_url.rstrip("/") + path
-
-
-# ---- attribution -------------------------------------------------------------------------------
-
-
-def _hostport(url: str) -> str | None:
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.hostname}:{port}"
-
-
-class Attributor:
-    """Maps an answer (upstream header or body `instance` label) to an instance number."""
-
-    def __init__(self, descriptor: Descriptor) -> None:
-        self._keys: dict[str, int] = {}
-        self.update(descriptor)
-
-    def update(self, descriptor: Descriptor) -> None:
-        # A redeployed instance may come back on a new address; old keys stay valid for old samples.
-        for inst in descriptor.instances:
-            keys = [str(inst.number), f"api-{inst.number}", inst.name, inst.private_address]
-            hp = _hostport(inst.url)
-            if hp:
-                keys.append(hp)
-            for key in keys:
-                self._keys[key.lower()] = inst.number
-
-    def __call__(self, sample: Sample) -> int | None:
-        if sample.upstream is None:
-            return None
-        return self._keys.get(sample.upstream.strip().lower())
 
 
 # ---- checks and summaries ------------------------------------------------------------------------
@@ -242,50 +190,6 @@ def run_to_end(body: Callable[[], None]) -> Ending:
     return Ending()
 
 
-# ---- waiting -----------------------------------------------------------------------------------
-
-
-def first_served_after(
-    samples: Sequence[Sample], attribute: Attributor, number: int, since: float
-) -> Sample | None:
-    for s in samples:
-        if s.started >= since and s.ok and attribute(s) == number:
-            return s
-    return None
-
-
-def wait_until(
-    condition: Callable[[], bool],
-    *,
-    timeout: float,
-    clock: Callable[[], float],
-    sleep: Sleep,
-    interval: float = 0.05,
-) -> bool:
-    """Poll `condition` until it holds or `timeout` seconds pass on `clock`."""
-    deadline = clock() + timeout
-    while True:
-        if condition():
-            return True
-        if clock() >= deadline:
-            return False
-        sleep(interval)
-
-
-def wait_healthy(
-    probe: Probe, url: str, *, timeout: float, clock: Callable[[], float], sleep: Sleep
-) -> HealthResult:
-    """Probe with backoff until healthy or the deadline; returns the last observation."""
-    deadline = clock() + timeout
-    delay = 0.1
-    while True:
-        result = probe(url)
-        if result.ok or clock() >= deadline:
-            return result
-        sleep(min(delay, max(0.0, deadline - clock())))
-        delay = min(delay * 1.5, 2.0)
-
-
 # ---- signals -----------------------------------------------------------------------------------
 
 # Every signal that ends the process by default and that someone sends to stop it: Ctrl-C (INT),
@@ -382,28 +286,3 @@ class SteadyRun:
             achieved_rate=result.achieved_rate,
             missed=result.missed,
         )
-
-
-def probe_health(url: str, *, timeout: float = 5.0) -> HealthResult:
-    """GET a /health URL: healthy is 200 with `status: ok`; otherwise a one-line reason."""
-    from koinonia_infra.measure.fetch import fetch
-
-    fetched = fetch(url, timeout=timeout, max_body_bytes=64 << 10)
-    sample = fetched.sample
-    if sample.error is not None:
-        return HealthResult(ok=False, detail=sample.error, latency_ms=None)
-    latency = round(sample.latency_ms, 1)
-    data, problem = fetched.json()
-    status = data.get("status") if isinstance(data, dict) else None
-    if sample.status == 200 and status == "ok":
-        return HealthResult(ok=True, detail="ok", latency_ms=latency)
-    if isinstance(data, dict) and status is not None:
-        down = [k for k in ("database", "redis") if data.get(k) in ("down", "disconnected")]
-        suffix = f" ({', '.join(down)} down)" if down else ""
-        return HealthResult(
-            ok=False, detail=f"HTTP {sample.status} {status}{suffix}"[:120], latency_ms=latency
-        )
-    reason = problem or "unexpected /health answer"
-    return HealthResult(
-        ok=False, detail=f"HTTP {sample.status}: {reason}"[:120], latency_ms=latency
-    )

@@ -20,28 +20,24 @@ from pydantic import Field
 
 from koinonia_infra.descriptor import Descriptor, InstanceRef
 from koinonia_infra.errors import EXIT_INTERRUPTED, OperationFailed, RenderApiError
+from koinonia_infra.measure.attribution import Attributor, first_served_after
+from koinonia_infra.measure.health import Probe, health_url
+from koinonia_infra.measure.poll import Sleep, wait_healthy, wait_until
 from koinonia_infra.measure.samples import Sample
 from koinonia_infra.ops.common import (
-    Attributor,
     Check,
     Ending,
     Outcome,
-    Probe,
     ReportModel,
-    Sleep,
     StartTraffic,
     TrafficRun,
     TrafficSummary,
     deferred_signals,
-    first_served_after,
-    health_url,
     percentile,
     run_to_end,
     served_by,
     summarize,
     traffic_checks,
-    wait_healthy,
-    wait_until,
 )
 from koinonia_infra.ops.guard import WATCH_INTERVAL_SECONDS, Guard, resume_hint
 from koinonia_infra.ops.logs import LogScan, find_owner, instance_roles, log_check, scan_errors

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import EnvironmentProblem, OperationFailed, RenderApiError, StackLocked
-from koinonia_infra.ops.common import Probe, Sleep, health_url
+from koinonia_infra.measure.health import Probe, health_url
+from koinonia_infra.measure.poll import Sleep
 from koinonia_infra.render_api import RenderClient
 
 if TYPE_CHECKING:
@@ -282,7 +283,7 @@ def hold_for_removal(descriptor: Descriptor, number: int, *, stack: str | None) 
     """Around `destroy-instance N`: this machine's lock, then a refusal while an instance other
     than N is suspended (a drill holds it down) or deploying (a rollout). Their /health is
     `check_survivors`' part, with its --force."""
-    from koinonia_infra.ops.common import probe_health
+    from koinonia_infra.measure.health import probe_health
 
     with deployment_lock(descriptor, f"destroy-instance {number}"):
         client = RenderClient.for_descriptor(descriptor)

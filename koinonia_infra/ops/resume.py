@@ -13,7 +13,9 @@ from typing import Literal
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import EXIT_FAILED, EXIT_OK
-from koinonia_infra.ops.common import Probe, ReportModel, Sleep, health_url, wait_healthy
+from koinonia_infra.measure.health import Probe, health_url
+from koinonia_infra.measure.poll import Sleep, wait_healthy
+from koinonia_infra.ops.common import ReportModel
 from koinonia_infra.render_api import RenderClient
 
 

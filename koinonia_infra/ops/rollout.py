@@ -15,23 +15,19 @@ from pydantic import Field
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import OperationFailed, UsageError
+from koinonia_infra.measure.attribution import Attributor, first_served_after
+from koinonia_infra.measure.health import Probe, health_url
+from koinonia_infra.measure.poll import Sleep, wait_healthy, wait_until
 from koinonia_infra.ops.common import (
-    Attributor,
     Check,
     Outcome,
-    Probe,
     ReportModel,
-    Sleep,
     StartTraffic,
     TrafficRun,
     TrafficSummary,
-    first_served_after,
-    health_url,
     run_to_end,
     summarize,
     traffic_checks,
-    wait_healthy,
-    wait_until,
 )
 from koinonia_infra.ops.guard import Guard
 from koinonia_infra.ops.logs import LogScan, find_owner, instance_roles, log_check, scan_errors

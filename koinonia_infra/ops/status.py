@@ -19,8 +19,10 @@ from rich.table import Table
 from koinonia_infra.console import esc as _esc
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import RenderApiError
+from koinonia_infra.measure.attribution import hostport
+from koinonia_infra.measure.health import Probe, health_url
 from koinonia_infra.measure.samples import Sample
-from koinonia_infra.ops.common import Probe, ReportModel, _hostport, health_url
+from koinonia_infra.ops.common import ReportModel
 from koinonia_infra.render_api import ApiKeyRejected, ApiUnreachable, Deploy, RenderClient
 
 # GETs through the edge, the answers' upstream header naming who served: `count` samples of `url`.
@@ -245,7 +247,7 @@ def _check_private_network(
         row.private_address = address
         # What the edge dials: the private address on Render; in the sandbox, which resolves no
         # slug, the loopback address of the instance's URL (sandbox/supervisor.py).
-        dialed = (_hostport(inst.url) or address) if sandbox else address
+        dialed = (hostport(inst.url) or address) if sandbox else address
         if row.slug is None:
             found.unknown = True
         else:
@@ -272,7 +274,7 @@ def _check_private_network(
                     "(docs/first-deploy.md)"
                 )
     declared = {
-        (_hostport(i.url) or i.private_address) if sandbox else i.private_address for i in instances
+        (hostport(i.url) or i.private_address) if sandbox else i.private_address for i in instances
     }
     for extra in [u for u in upstreams or [] if u not in declared]:
         found.warnings.append(

@@ -25,19 +25,12 @@ from typing import Any, Final
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import EXIT_FAILED, EXIT_INTERRUPTED, OperationFailed, RenderApiError
+from koinonia_infra.measure.attribution import Attributor
+from koinonia_infra.measure.health import Probe, health_url
 from koinonia_infra.measure.load import BurstResult, burst_async
+from koinonia_infra.measure.poll import Sleep, wait_healthy, wait_until
 from koinonia_infra.measure.samples import latency_summary
-from koinonia_infra.ops.common import (
-    Attributor,
-    Ending,
-    Probe,
-    Sleep,
-    deferred_signals,
-    health_url,
-    run_to_end,
-    wait_healthy,
-    wait_until,
-)
+from koinonia_infra.ops.common import Ending, deferred_signals, run_to_end
 from koinonia_infra.ops.guard import Guard, resume_hint
 from koinonia_infra.ops.timing import OpsTiming, timing_for
 from koinonia_infra.render_api import RenderClient

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 
 from koinonia_infra.descriptor import Descriptor, parse_descriptor
+from koinonia_infra.measure.health import HealthResult
 from koinonia_infra.measure.samples import Sample
-from koinonia_infra.ops.common import HealthResult, TrafficTotals
+from koinonia_infra.ops.common import TrafficTotals
 from koinonia_infra.render_api import RenderClient
 
 # The drill's JSON keys a pipeline gates on, named by the issue (not read from the code).

@@ -15,9 +15,9 @@ from verify_servers import FakeDeployment
 
 from koinonia_infra.cli import app
 from koinonia_infra.descriptor import Descriptor, parse_descriptor
+from koinonia_infra.measure.health import HealthResult
 from koinonia_infra.measure.load import BurstResult
 from koinonia_infra.measure.samples import Sample
-from koinonia_infra.ops.common import HealthResult
 from koinonia_infra.ops.timing import sandbox_timing
 from koinonia_infra.verify.capacity import (
     CapacityReport,
