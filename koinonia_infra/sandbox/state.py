@@ -1,5 +1,5 @@
 """The sandbox's record of itself in its state dir: which processes it started (PID, process
-group, kernel start time so a recycled PID is never mistaken for ours), ports and paths.
+group, creation time so a recycled PID is never mistaken for ours), ports and paths.
 
 Layout of a state dir:
 
@@ -22,6 +22,7 @@ import secrets
 import signal
 from pathlib import Path
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -40,7 +41,10 @@ class ProcessRecord(_Model):
     role: str
     pid: int
     pgid: int
-    start_time: int | None = None
+    # psutil's creation time (seconds since the epoch): with the PID it names one process, on
+    # Linux and macOS alike, as psutil.Process.is_running() itself compares them. A record of
+    # an older sandbox (kernel ticks under `startTime`) has none and is trusted by PID alone.
+    create_time: float | None = None
 
 
 class SandboxState(_Model):
@@ -56,23 +60,12 @@ class SandboxState(_Model):
         return [self.supervisor, *self.processes]
 
 
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of `pid` (clock ticks since boot); None where /proc is absent."""
+def process_create_time(pid: int) -> float | None:
+    """When `pid` was created (psutil), None when it is gone or cannot be read."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
-    # The command name may contain spaces and parentheses: fields start after the last ')'.
-    fields = raw[raw.rfind(")") + 2 :].split()
-    return int(fields[19])
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return raw[raw.rfind(")") + 2 :].split()[0] in ("Z", "X")
 
 
 def record_for(role: str, pid: int) -> ProcessRecord:
@@ -80,7 +73,7 @@ def record_for(role: str, pid: int) -> ProcessRecord:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
         pgid = pid
-    return ProcessRecord(role=role, pid=pid, pgid=pgid, start_time=process_start_time(pid))
+    return ProcessRecord(role=role, pid=pid, pgid=pgid, create_time=process_create_time(pid))
 
 
 def is_alive(record: ProcessRecord) -> bool:
@@ -88,15 +81,16 @@ def is_alive(record: ProcessRecord) -> bool:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(record.pid, os.WNOHANG)  # reap it if it happens to be our child
     try:
-        os.kill(record.pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(record.pid)
+        # A zombie has exited; only its exit status is left for a parent that is not us.
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return False
+        if record.create_time is not None:
+            return process.create_time() == record.create_time
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        pass
-    if _is_zombie(record.pid):
-        return False
-    if record.start_time is not None:
-        return process_start_time(record.pid) == record.start_time
+    except psutil.AccessDenied:
+        pass  # another user's process: it exists, and its PID is all we can compare
     return True
 
 
