@@ -4,7 +4,6 @@ survive, so the diff a reviewer sees is exactly the change."""
 from __future__ import annotations
 
 import io
-import re
 from typing import Any
 
 from koinonia_infra.errors import ConfigError
@@ -19,21 +18,33 @@ from koinonia_infra.settings import (
 API_KEY = f"{NAMESPACE}:api"
 
 
-_PARENT = re.compile(r"^(\s*)[^\s#-][^#]*:\s*(#.*)?$")
-_ITEM = re.compile(r"^(\s*)-\s")
+def _indentation(text: str) -> tuple[int, int]:
+    """(sequence, offset) of the file's block sequences, so a dump keeps its style.
 
+    ruamel's own guess (ruamel.yaml 0.19, ruamel/yaml/util.py `load_yaml_guess_indent`) reads
+    the first block sequence relative to the last line that ends in `key:`; a key followed by a
+    comment (`secretEnv:  # encrypted`) does not end in `:` for it, so such comments are left
+    out of the text it guesses from. Without a block sequence it has no sequence style to
+    report, and ruamel's defaults (2, 0) apply.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.util import load_yaml_guess_indent
 
-def sequence_indent(text: str) -> tuple[int, int]:
-    """(sequence, offset) of the file's first block sequence, so a dump keeps its style."""
-    previous: re.Match[str] | None = None
+    lines = []
     for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
+        head, hash_sign, _comment = line.partition(" #")
+        lines.append(head.rstrip() if hash_sign and head.rstrip().endswith(":") else line)
+    # The guess loads its text: when cutting at ` #` broke a quoted `key: "a: #b"`, the file
+    # as written is guessed from instead (a broken file is reported by the caller's load).
+    for candidate in ("\n".join(lines), text):
+        try:
+            _doc, indent, offset = load_yaml_guess_indent(candidate, yaml=YAML(typ="safe"))
+        except YAMLError:
             continue
-        item = _ITEM.match(line)
-        if item and previous is not None:
-            offset = max(0, len(item.group(1)) - len(previous.group(1)))
-            return offset + 2, offset
-        previous = _PARENT.match(line)
+        if offset is None or indent is None:  # no block sequence: `indent` is the mappings'
+            return 2, 0
+        return indent, offset
     return 2, 0
 
 
@@ -43,7 +54,7 @@ def _yaml(text: str) -> Any:
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap long lines
-    sequence, offset = sequence_indent(text)
+    sequence, offset = _indentation(text)
     yaml.indent(mapping=2, sequence=sequence, offset=offset)
     return yaml
 
