@@ -50,7 +50,12 @@ def _round(value: float | None) -> float | None:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) of unsorted values; None when empty."""
+    """The percentile every command reports: nearest rank, no interpolation.
+
+    For q in 0..100 and n values, the value of rank ceil(q/100 * n) in ascending order (at least
+    rank 1), so it is always a latency that was measured. For 1..20 ms: p50 = 10, p95 = 19,
+    p99 = 20. None when there are no values (an empty run has no percentile, never 0).
+    """
     if not values:
         return None
     ordered = sorted(values)
@@ -58,9 +63,16 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+def answered_latencies(samples: Iterable[Sample]) -> list[float]:
+    """The latencies every summary is made of: those of the requests that got a complete HTTP
+    answer, whatever its status (a 503 is an answer a user waited for). A request with no answer
+    (refused, reset, timed out) has no latency to speak of: it counts as a failure, never here."""
+    return [s.latency_ms for s in samples if s.error is None and s.status is not None]
+
+
 def latency_summary(samples: Iterable[Sample]) -> LatencySummary:
-    """Latencies of the requests that got a complete answer (errors have no latency to speak of)."""
-    values = [s.latency_ms for s in samples if s.error is None and s.status is not None]
+    """p50/p95/p99/max of `answered_latencies`; every field None for a run with no answer."""
+    values = answered_latencies(samples)
     return LatencySummary(
         count=len(values),
         p50_ms=percentile(values, 50),

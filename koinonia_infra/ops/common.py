@@ -24,7 +24,7 @@ from koinonia_infra.errors import (
 )
 from koinonia_infra.measure.attribution import Attributor
 from koinonia_infra.measure.health import health_url
-from koinonia_infra.measure.samples import Sample
+from koinonia_infra.measure.samples import Sample, latency_summary
 
 # ---- traffic seam ------------------------------------------------------------------------------
 
@@ -80,22 +80,15 @@ class TrafficSummary(ReportModel):
     duration_seconds: float
     total_requests: int
     failed_requests: int
-    max_latency_ms: float
-    p50_latency_ms: float
-    p95_latency_ms: float
-    p99_latency_ms: float
+    # Of answered requests (measure.samples.latency_summary); None when nothing was answered.
+    max_latency_ms: float | None
+    p50_latency_ms: float | None
+    p95_latency_ms: float | None
+    p99_latency_ms: float | None
     served_by: dict[str, int]
     errors: dict[str, int]
     # Sends the generator could not make on schedule: counted apart from failed requests.
     missed_sends: int = 0
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def served_by(samples: Sequence[Sample], attribute: Attributor) -> dict[str, int]:
@@ -109,9 +102,13 @@ def served_by(samples: Sequence[Sample], attribute: Attributor) -> dict[str, int
     return dict(sorted(counts.items()))
 
 
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def summarize(totals: TrafficTotals, attribute: Attributor) -> TrafficSummary:
     samples = totals.samples
-    latencies = [s.latency_ms for s in samples]
+    latency = latency_summary(samples)
     errors: dict[str, int] = {}
     for s in samples:
         if not s.ok:
@@ -126,10 +123,10 @@ def summarize(totals: TrafficTotals, attribute: Attributor) -> TrafficSummary:
         duration_seconds=round(totals.duration, 2),
         total_requests=len(samples),
         failed_requests=sum(1 for s in samples if not s.ok),
-        max_latency_ms=round(max(latencies, default=0.0), 1),
-        p50_latency_ms=round(percentile(latencies, 50), 1),
-        p95_latency_ms=round(percentile(latencies, 95), 1),
-        p99_latency_ms=round(percentile(latencies, 99), 1),
+        max_latency_ms=_ms(latency.max_ms),
+        p50_latency_ms=_ms(latency.p50_ms),
+        p95_latency_ms=_ms(latency.p95_ms),
+        p99_latency_ms=_ms(latency.p99_ms),
         served_by=served_by(samples, attribute),
         errors=dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
         missed_sends=totals.missed,

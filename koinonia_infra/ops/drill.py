@@ -23,7 +23,7 @@ from koinonia_infra.errors import EXIT_INTERRUPTED, OperationFailed, RenderApiEr
 from koinonia_infra.measure.attribution import Attributor, first_served_after
 from koinonia_infra.measure.health import Probe, health_url
 from koinonia_infra.measure.poll import Sleep, wait_healthy, wait_until
-from koinonia_infra.measure.samples import Sample
+from koinonia_infra.measure.samples import Sample, latency_summary
 from koinonia_infra.ops.common import (
     Check,
     Ending,
@@ -33,7 +33,6 @@ from koinonia_infra.ops.common import (
     TrafficRun,
     TrafficSummary,
     deferred_signals,
-    percentile,
     run_to_end,
     served_by,
     summarize,
@@ -435,7 +434,7 @@ def _report(
         if drill.rejoin_sample is not None and t_r is not None
         else None
     )
-    baseline = [s.latency_ms for s in samples if t_s is None or s.started < t_s]
+    baseline = [s for s in samples if t_s is None or s.started < t_s]
     during: list[Sample] = []
     if t_s is not None:
         end = t_r if t_r is not None else float("inf")
@@ -506,10 +505,8 @@ def _report(
         seconds_to_resume_live=_since(drill.t_resume_live, t_r),
         seconds_to_healthy=_since(drill.t_healthy, t_r),
         timing=timing.to_json(),
-        baseline_p95_latency_ms=round(percentile(baseline, 95), 1) if baseline else None,
-        suspended_p95_latency_ms=(
-            round(percentile([s.latency_ms for s in during], 95), 1) if during else None
-        ),
+        baseline_p95_latency_ms=_p95(baseline),
+        suspended_p95_latency_ms=_p95(during),
         served_by_while_suspended=served_by(window, drill.attribute),
         checks=checks,
         timeline=drill.timeline,
@@ -529,3 +526,8 @@ def _resume_budget(timing: OpsTiming) -> float:
         else 0.0
     )
     return round(deploy + timing.healthy_timeout_seconds + timing.rejoin_timeout_seconds, 1)
+
+
+def _p95(samples: Sequence[Sample]) -> float | None:
+    p95 = latency_summary(samples).p95_ms
+    return None if p95 is None else round(p95, 1)

@@ -50,8 +50,8 @@ def _traffic_rows(t: TrafficSummary) -> list[tuple[str, str]]:
         ("duration", f"{t.duration_seconds:g} s"),
         (
             "latency p50 / p95 / p99 / max",
-            f"{t.p50_latency_ms:g} / {t.p95_latency_ms:g} / {t.p99_latency_ms:g} / "
-            f"{t.max_latency_ms:g} ms",
+            f"{_num(t.p50_latency_ms)} / {_num(t.p95_latency_ms)} / {_num(t.p99_latency_ms)} / "
+            f"{_num(t.max_latency_ms)} ms",
         ),
         ("served by", served),
         ("errors", errors),

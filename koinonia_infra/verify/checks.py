@@ -24,7 +24,12 @@ from koinonia_infra.descriptor import Descriptor, InstanceRef
 from koinonia_infra.measure.attribution import instance_for_upstream
 from koinonia_infra.measure.fetch import Fetched
 from koinonia_infra.measure.load import BurstResult
-from koinonia_infra.measure.samples import Sample, latency_summary, percentile
+from koinonia_infra.measure.samples import (
+    Sample,
+    answered_latencies,
+    latency_summary,
+    percentile,
+)
 from koinonia_infra.verify.model import CheckResult, VerifyOptions
 
 Probe = Literal["health", "burst", "similarity", "render"]
@@ -458,7 +463,7 @@ def _similarity(
     check: PlannedCheck, sample: BurstResult, descriptor: Descriptor, options: VerifyOptions
 ) -> CheckResult:
     latencies = {
-        label(i): [s.latency_ms for s in _samples_for(sample, descriptor, i.number) if s.ok]
+        label(i): answered_latencies(_samples_for(sample, descriptor, i.number))
         for i in descriptor.instances
     }
     p50s = {k: percentile(v, 50) for k, v in latencies.items()}
