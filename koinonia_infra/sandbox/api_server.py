@@ -122,6 +122,76 @@ class PostgresCheck:
                 await conn.close()
 
 
+class PostgresPoolCheck:
+    """`SELECT 1` on a psycopg_pool connection: broken connections are discarded by the pool."""
+
+    def __init__(self, url: str, size: int = 8) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        # Opened on first use: a pool belongs to the running event loop.
+        self._pool = AsyncConnectionPool(
+            url, min_size=1, max_size=size, open=False,
+            kwargs={"autocommit": True, "connect_timeout": 2},
+        )  # fmt: skip
+        self._opened = False
+
+    async def __call__(self) -> bool:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                if not self._opened:
+                    await self._pool.open()
+                    self._opened = True
+                async with self._pool.connection() as conn:
+                    cursor = await conn.execute("SELECT 1")
+                    return await cursor.fetchone() == (1,)
+        except (psycopg.Error, PoolTimeout, OSError, TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        if self._opened:
+            await self._pool.close()
+
+
+class RedisClientCheck:
+    """PING through redis.asyncio (its own connection pool)."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio
+
+        self._client = redis.asyncio.Redis.from_url(
+            url, socket_timeout=CHECK_TIMEOUT_SECONDS, socket_connect_timeout=CHECK_TIMEOUT_SECONDS
+        )
+
+    async def __call__(self) -> bool:
+        from redis.exceptions import RedisError
+
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                return bool(await self._client.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def incr(self, key: str, *, ttl_seconds: int = 300) -> int | None:
+        """INCR `key` with an expiry, in one round trip; None when Redis did not answer."""
+        from redis.exceptions import RedisError
+
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.incr(key)
+                    pipe.expire(key, ttl_seconds)
+                    value, _ = await pipe.execute()
+        except (RedisError, OSError, TimeoutError):
+            return None
+        return int(value)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
 class _RespLines(asyncio.Protocol):
     """A pipelined RESP connection for single-line replies (+PONG, +OK, -ERR): requests go out
     as they come, replies resolve waiters in order; one connection serves every concurrent check."""
