@@ -46,51 +46,43 @@ class Fetched:
 
 
 def make_http_client(
-    *, timeout: float = DEFAULT_TIMEOUT, max_connections: int = 32, verify_tls: bool = True
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_connections: int = 32,
+    verify_tls: bool = True,
+    follow_redirects: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    """httpx with the aiohttp transport; no redirects (see fetch_async)."""
-    import httpx
-    from httpx_aiohttp import AiohttpTransport
-
+    """Plain httpx for one-off reads: redirects followed by httpx itself, at most MAX_REDIRECTS
+    (then `TooManyRedirects`, reported as a redirect loop). `transport` is for tests
+    (`httpx.MockTransport`); it replaces the pool, so the limits and TLS options then do nothing.
+    """
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
     return httpx.AsyncClient(
-        transport=AiohttpTransport(limits=limits, verify=verify_tls, trust_env=False),
+        transport=transport,
+        limits=limits,
+        verify=verify_tls,
         timeout=httpx.Timeout(timeout),
-        # Redirects are followed by fetch_async itself: httpx-aiohttp 0.2 fails to resend a
-        # redirected request ("Can not write request body").
-        follow_redirects=False,
+        follow_redirects=follow_redirects,
+        max_redirects=MAX_REDIRECTS,
         headers={"User-Agent": "koinonia-infra", "Accept": "application/json, */*"},
         trust_env=False,
     )
 
 
-async def _get_once(
-    client: httpx.AsyncClient, url: str, cap: int
-) -> tuple[int, str | None, bytes, str | None]:
-    """(status, upstream header, body, redirect target or None)."""
+async def _get(client: httpx.AsyncClient, url: str, cap: int) -> tuple[int, str | None, bytes]:
+    """(status, upstream header, body) of the final answer; the body capped at `cap` bytes."""
     async with client.stream("GET", url) as response:
         _check_cap(response.headers.get("content-length"), 0, cap)
         body = bytearray()
-        async for chunk in response.aiter_raw():
+        # Decoded bytes (httpx asks for gzip/deflate/br), capped as they arrive: a small
+        # compressed body cannot inflate past the cap.
+        async for chunk in response.aiter_bytes():
             body += chunk
             _check_cap(None, len(body), cap)
-        location = response.headers.get("location")
-        target = str(response.url.join(location)) if response.is_redirect and location else None
-        return response.status_code, response.headers.get(UPSTREAM_HEADER), bytes(body), target
-
-
-async def _get_following(
-    client: httpx.AsyncClient, url: str, cap: int
-) -> tuple[int, str | None, bytes]:
-    current = url
-    for _ in range(MAX_REDIRECTS + 1):
-        status, upstream, body, target = await _get_once(client, current, cap)
-        if target is None:
-            return status, upstream, body
-        current = target
-    raise ProtocolError(f"redirect loop: more than {MAX_REDIRECTS} redirects")
+        return response.status_code, response.headers.get(UPSTREAM_HEADER), bytes(body)
 
 
 async def fetch_async(
@@ -106,7 +98,7 @@ async def fetch_async(
     try:
         # The overall deadline matters: read timeouts alone never end a body that trickles.
         async with asyncio.timeout(timeout):
-            status, upstream, data = await _get_following(client, url, max_body_bytes)
+            status, upstream, data = await _get(client, url, max_body_bytes)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # every failure is a sample, never an escape
@@ -152,8 +144,11 @@ async def fetch_many_async(
     timeout: float = DEFAULT_TIMEOUT,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     verify_tls: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[Fetched]:
-    async with make_http_client(timeout=timeout, verify_tls=verify_tls) as client:
+    async with make_http_client(
+        timeout=timeout, verify_tls=verify_tls, transport=transport
+    ) as client:
         return list(
             await asyncio.gather(
                 *(
@@ -170,11 +165,16 @@ def fetch_many(
     timeout: float = DEFAULT_TIMEOUT,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     verify_tls: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[Fetched]:
     """Several GETs at once (one event loop); results in the order of `urls`."""
     return asyncio.run(
         fetch_many_async(
-            urls, timeout=timeout, max_body_bytes=max_body_bytes, verify_tls=verify_tls
+            urls,
+            timeout=timeout,
+            max_body_bytes=max_body_bytes,
+            verify_tls=verify_tls,
+            transport=transport,
         )
     )
 
@@ -185,8 +185,13 @@ def fetch(
     timeout: float = DEFAULT_TIMEOUT,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     verify_tls: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Fetched:
     """One GET through httpx; never raises for network trouble."""
-    return fetch_many([url], timeout=timeout, max_body_bytes=max_body_bytes, verify_tls=verify_tls)[
-        0
-    ]
+    return fetch_many(
+        [url],
+        timeout=timeout,
+        max_body_bytes=max_body_bytes,
+        verify_tls=verify_tls,
+        transport=transport,
+    )[0]

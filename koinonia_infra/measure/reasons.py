@@ -24,14 +24,19 @@ class ConnectionClosed(Exception):
 def describe_error(exc: BaseException, *, where: str, timeout: float) -> str:
     """A one-line reason for a failed request, whatever layer raised it.
 
-    The innermost cause decides: httpx-aiohttp maps every aiohttp connection error to
-    "ConnectTimeout", so the outer exception's type often says less than its cause.
+    The innermost cause decides: the outer exception's type often says less than its cause.
+    httpx raises its own exception from httpcore's, and httpcore's carries the original (the
+    OSError, ssl or h11 error) as its first argument, its `__cause__` dropped on the way out of
+    the connection pool (httpcore `_exceptions.map_exceptions`: `raise to_exc(exc) from exc`).
     """
     chain: list[BaseException] = []
     cur: BaseException | None = exc
     while cur is not None and len(chain) < 8:
         chain.append(cur)
-        cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
+        nxt = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
+        if nxt is None and cur.args and isinstance(cur.args[0], BaseException):
+            nxt = cur.args[0]
+        cur = nxt
     for e in reversed(chain):
         reason = _classify(e, timeout)
         if reason is not None:
@@ -46,28 +51,26 @@ def _classify(e: BaseException, timeout: float) -> str | None:
         return str(e)
     if isinstance(e, ssl.SSLError):
         return f"TLS error: {_one_line(str(getattr(e, 'reason', None) or e))}"
-    if isinstance(e, ssl.CertificateError) or name in (
-        "ClientConnectorCertificateError",
-        "ClientSSLError",
-    ):
+    if isinstance(e, ssl.CertificateError):
         return f"TLS error: {_one_line(str(e))}"
-    if isinstance(e, socket.gaierror) or name == "ClientConnectorDNSError":
+    if isinstance(e, socket.gaierror):
         return "DNS lookup failed"
     if isinstance(e, ConnectionRefusedError) or (
         isinstance(e, OSError) and e.errno == errno.ECONNREFUSED
     ):
         return "connection refused"
-    if isinstance(e, ConnectionResetError | BrokenPipeError | ConnectionClosed) or name in (
-        "ServerDisconnectedError",
-        "RemoteProtocolError",
-    ):
+    if isinstance(e, ConnectionResetError | BrokenPipeError | ConnectionClosed):
+        return "connection closed by the server before a complete response"
+    if name == "RemoteProtocolError":
+        # h11's own error is a response it could not parse; httpx's and httpcore's without an
+        # h11 cause is "Server disconnected without sending a response".
+        if type(e).__module__.split(".")[0] == "h11":
+            return "invalid HTTP response"
+        return "connection closed by the server before a complete response"
+    if name in ("ReadError", "WriteError") and not str(e):
         return "connection closed by the server before a complete response"
     if name == "TooManyRedirects":
         return f"redirect loop: more than {MAX_REDIRECTS} redirects"
-    if name in ("ClientPayloadError", "TransferEncodingError", "ContentLengthError"):
-        return "malformed response body"
-    if name in ("ClientResponseError", "BadHttpMessage", "BadStatusLine", "LineTooLong"):
-        return "invalid HTTP response"
     if isinstance(e, TimeoutError) or name.endswith("Timeout"):
         return f"timed out after {timeout:g}s"
     if isinstance(e, OSError) and e.strerror:

@@ -161,7 +161,9 @@ async def _run(
 ) -> list[CheckResult]:
     pairs = [(c, t, join_url(base, c.path)) for c in checks for t, base in targets(descriptor)]
     async with make_http_client(
-        timeout=options.timeout_seconds, max_connections=max(len(pairs), 1)
+        timeout=options.timeout_seconds,
+        max_connections=max(len(pairs), 1),
+        follow_redirects=False,
     ) as client:
         sent = await asyncio.gather(*(_send(client, c.method, url, options) for c, _, url in pairs))
     return [judge(c, t, url, answer) for (c, t, url), answer in zip(pairs, sent, strict=True)]
