@@ -95,3 +95,58 @@ def test_instances_report_redis_down_in_the_sandbox(sandbox: Any) -> None:
     resp = httpx.get(sandbox.descriptor.instance(1).url + "/health", timeout=10)
     assert resp.status_code == 503
     assert resp.json()["database"] == "down"
+
+
+def test_postgres_down_is_a_failed_check_within_its_timeout() -> None:
+    from koinonia_infra.sandbox.api_server import PostgresCheck
+
+    async def run() -> bool:
+        check = PostgresCheck(f"postgresql://u:pw@127.0.0.1:{_closed_port()}/db")
+        try:
+            return await check()
+        finally:
+            await check.close()
+
+    assert asyncio.run(run()) is False
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("sandbox_binaries")
+def test_the_redis_check_recovers_after_redis_restarts(tmp_path: Any) -> None:
+    """redis.asyncio's pool drops the dead connection: no stale socket after a restart."""
+    import subprocess
+
+    from koinonia_infra.sandbox.binaries import find_binaries
+
+    port = _closed_port()
+    argv = [str(find_binaries().redis_server), "--port", str(port), "--save", "",
+            "--requirepass", "pw", "--dir", str(tmp_path)]  # fmt: skip
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+
+    async def until(check: RedisCheck, expected: bool) -> bool:
+        for _ in range(100):
+            if await check() is expected:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def scenario() -> list[bool]:
+        check = RedisCheck(f"redis://:pw@127.0.0.1:{port}/0")
+        server = start()
+        seen = [await until(check, True)]
+        server.terminate()
+        server.wait()
+        seen.append(await until(check, False))
+        server = start()
+        try:
+            seen.append(await until(check, True))
+            seen.append(await check.incr("koinonia:test") == 1)
+        finally:
+            server.terminate()
+            server.wait()
+            await check.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [True, True, True, True]
