@@ -26,6 +26,7 @@ from koinonia_infra.errors import (
     StackLocked,
     UsageError,
 )
+from koinonia_infra.measure.health import HealthResult
 
 if TYPE_CHECKING:
     from koinonia_infra.engine import Engine, EventSink
@@ -220,14 +221,6 @@ class DeployOutcome:
 
 
 @dataclass(frozen=True)
-class HealthResult:
-    instance: int
-    name: str
-    ok: bool
-    detail: str
-
-
-@dataclass(frozen=True)
 class VerifyOutcome:
     passed: bool
     summary: str
@@ -315,7 +308,7 @@ class DeployClient(Protocol):
 
 DescriptorFactory = Callable[[Mapping[str, Any]], Descriptor]
 Verifier = Callable[[Descriptor], VerifyOutcome]
-HealthCheck = Callable[[InstanceRef], HealthResult]
+HealthCheck = Callable[[InstanceRef], HealthResult]  # measure.health: the one rule
 # Runs the update of instance N's env resource alone (the provider then deploys N).
 ApplyEnv = Callable[[int], None]
 # (descriptor, when the update started) → one outcome per service.
@@ -832,23 +825,28 @@ def check_destroy_request(number: int, declared: Sequence[int]) -> None:
 
 def check_survivors(
     descriptor: Descriptor, number: int, health: HealthCheck, *, force: bool, ui: DeployUI
-) -> list[HealthResult]:
+) -> list[tuple[InstanceRef, HealthResult]]:
     survivors = [
         i for i in sorted(descriptor.instances, key=lambda i: i.number) if i.number != number
     ]
-    results = [health(instance) for instance in survivors]
-    for result in results:
+    results = [(instance, health(instance)) for instance in survivors]
+    for instance, result in results:
+        detail = result.detail
+        if result.ok:
+            ms = result.latency_ms
+            detail = "healthy" if ms is None else f"healthy ({ms:.0f} ms)"
         ui.message(
             "success" if result.ok else "error",
-            f"instance {result.instance} ({result.name}): {result.detail}",
+            f"instance {instance.number} ({instance.name}): {detail}",
         )
-    sick = [r for r in results if not r.ok]
+    sick = [(i, r) for i, r in results if not r.ok]
     if not survivors:
         raise UsageError(f"no surviving instance in the stack outputs besides {number}")
     if sick and not force:
+        first, why = sick[0]
         raise OperationFailed(
             f"refusing to remove instance {number}: surviving instance "
-            f"{sick[0].instance} ({sick[0].name}) is unhealthy ({sick[0].detail}); "
+            f"{first.number} ({first.name}) is unhealthy ({why.detail}); "
             "fix it first, or pass --force",
         )
     if sick:
@@ -971,41 +969,11 @@ def _confirm_destroy(ui: DeployUI, request: DestroyRequest) -> None:
 def http_health(
     path: str = "/health", *, timeout: float = 5.0, transport: Any = None
 ) -> HealthCheck:
-    """A HealthCheck doing `GET <instance url><path>`: 200 with `"status": "ok"` is healthy."""
+    """A HealthCheck doing `GET <instance url><path>`, judged by the one rule
+    (`measure.health`: 200 with a JSON `"status": "ok"`)."""
+    from koinonia_infra.measure.health import health_url, probe_health
 
     def check(instance: InstanceRef) -> HealthResult:
-        import time
-
-        import httpx
-
-        url = instance.url.rstrip("/") + path
-        try:
-            started = time.monotonic()
-            with httpx.Client(timeout=timeout, transport=transport) as client:
-                response = client.get(url)
-            ms = (time.monotonic() - started) * 1000
-        except httpx.HTTPError as exc:
-            return HealthResult(
-                instance.number, instance.name, False, f"unreachable: {type(exc).__name__}"
-            )
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        status = body.get("status") if isinstance(body, dict) else None
-        if response.status_code == 200 and status in (None, "ok"):
-            return HealthResult(instance.number, instance.name, True, f"healthy ({ms:.0f} ms)")
-        deps = ""
-        if isinstance(body, dict):
-            down = [
-                k for k in ("database", "redis") if body.get(k) not in (None, "ok", "connected")
-            ]
-            deps = f" ({', '.join(f'{k} {body[k]}' for k in down)})" if down else ""
-        return HealthResult(
-            instance.number,
-            instance.name,
-            False,
-            f"HTTP {response.status_code} {status or ''}{deps}".strip(),
-        )
+        return probe_health(health_url(instance.url, path), timeout=timeout, transport=transport)
 
     return check

@@ -248,24 +248,16 @@ def status(state_dir: Path | None) -> StatusResult:
 
 
 def _probe(descriptor: Descriptor) -> list[ProbeResult]:
-    import httpx
+    """Each instance's and the edge's /health, judged by the one rule (`measure.health`)."""
+    from koinonia_infra.measure.health import health_url, probe_health_many
 
     targets = [(i.name, i.url) for i in descriptor.instances]
     targets.append((descriptor.edge.name if descriptor.edge else "edge", descriptor.edge_url))
-    results = []
-    with httpx.Client(timeout=2.0) as client:
-        for name, url in targets:
-            health = url.rstrip("/") + "/health"
-            try:
-                resp = client.get(health)
-                body = resp.json() if resp.headers.get("content-type", "").startswith(
-                    "application/json"
-                ) else {}  # fmt: skip
-                detail = f"{resp.status_code} {body.get('status', '')}".strip()
-                results.append(ProbeResult(name, url, resp.status_code == 200, detail))
-            except (httpx.HTTPError, ValueError) as exc:
-                results.append(ProbeResult(name, url, False, type(exc).__name__))
-    return results
+    verdicts = probe_health_many([health_url(url) for _, url in targets], timeout=2.0)
+    return [
+        ProbeResult(name, url, verdict.ok, verdict.detail)
+        for (name, url), verdict in zip(targets, verdicts, strict=True)
+    ]
 
 
 def down(state_dir: Path | None, *, purge: bool = False) -> DownResult:

@@ -13,7 +13,6 @@ from pulumi.automation.events import EngineEvent
 from koinonia_infra.deploy import (
     ChangePlan,
     DeployOutcome,
-    HealthResult,
     Seams,
     Step,
     UpdateResult,
@@ -22,6 +21,7 @@ from koinonia_infra.deploy import (
 )
 from koinonia_infra.descriptor import Descriptor, InstanceRef, parse_descriptor
 from koinonia_infra.errors import OperationFailed
+from koinonia_infra.measure.health import HealthResult
 
 REPO = Path(__file__).resolve().parents[2]
 # Never a real-looking key: a sentinel whose appearance anywhere in output is a leak.
@@ -266,7 +266,7 @@ class Recorder:
     def health(self, instance: InstanceRef) -> HealthResult:
         self.health_checked.append(instance.number)
         ok = instance.number not in self.unhealthy
-        return HealthResult(instance.number, instance.name, ok, "healthy" if ok else "HTTP 503")
+        return HealthResult(ok, "ok" if ok else "HTTP 503")
 
 
 def engine_failure(message: str = "pulumi up failed") -> OperationFailed:

@@ -27,7 +27,7 @@ def test_healthy_when_200_and_status_ok() -> None:
 
     ok, detail = _check(httpx.MockTransport(handler))
     assert ok
-    assert detail.startswith("healthy (")
+    assert detail == "ok"
     assert seen == ["https://api1.example.test/health"]
 
 
@@ -44,4 +44,15 @@ def test_unreachable_is_unhealthy() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    assert _check(httpx.MockTransport(handler)) == (False, "unreachable: ConnectError")
+    # The one-line reason every command gives for a request without an answer.
+    assert _check(httpx.MockTransport(handler)) == (
+        False,
+        "ConnectError: refused (api1.example.test)",
+    )
+
+
+def test_a_200_that_is_not_json_is_unhealthy() -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, text="<html>It works!</html>"))
+    ok, detail = _check(transport)
+    assert not ok
+    assert detail.startswith("HTTP 200: body is not JSON")
