@@ -50,7 +50,9 @@ app = typer.Typer(
         "(destroy-instance N), rehearse locally (sandbox)."
     ),
     epilog=EXIT_CODES_HELP,
-    add_completion=False,
+    # `--install-completion` / `--show-completion` (typer's, via click's completion classes):
+    # the completion script calls the CLI back with _KOINONIA_INFRA_COMPLETE set.
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Markdown mode reflows wrapped docstrings instead of keeping their line breaks.
     rich_markup_mode="markdown",
