@@ -27,6 +27,7 @@ from koinonia_infra.errors import (
     UsageError,
 )
 from koinonia_infra.measure.health import HealthResult
+from koinonia_infra.measure.poll import poll
 
 if TYPE_CHECKING:
     from koinonia_infra.engine import Engine, EventSink
@@ -434,12 +435,15 @@ def _follow(
     pause: Callable[[float], None],
 ) -> tuple[DeployInfo, bool]:
     """The terminal deploy to judge the service by, and whether the update created it."""
-    delay = 1.0
-    latest = client.latest_deploy(service_id)
-    while not _is_new(latest, since) and now() < grace_end:
-        pause(min(delay, max(0.0, grace_end - now())))
-        delay = min(delay * 1.5, 5.0)
-        latest = client.latest_deploy(service_id)
+    latest = poll(
+        lambda: client.latest_deploy(service_id),
+        lambda found: _is_new(found, since),
+        deadline=grace_end,
+        clock=now,
+        sleep=pause,
+        interval=1.0,
+        max_interval=5.0,
+    )
     if latest is None or not _is_new(latest, since):
         return client.wait_for_deploy(service_id, None, timeout=max(1.0, deadline - now())), False
     deploy = latest
@@ -528,16 +532,16 @@ def _another_deploy(
 ) -> Deploy | None:
     """The deploy listed after `previous` (the provider's), polling up to `grace` seconds: Render
     may list a new deploy a little late. Ids, not timestamps: no clock skew to allow for."""
-    end = clock() + grace
-    delay = 0.5
-    while True:
-        latest = client.latest_deploy(service_id)
-        if latest is not None and latest.id != previous:
-            return latest
-        if clock() >= end:
-            return None
-        sleep(min(delay, max(0.0, end - clock())))
-        delay = min(delay * 1.5, 5.0)
+    latest = poll(
+        lambda: client.latest_deploy(service_id),
+        lambda found: found is not None and found.id != previous,
+        deadline=clock() + grace,
+        clock=clock,
+        sleep=sleep,
+        interval=0.5,
+        max_interval=5.0,
+    )
+    return latest if latest is not None and latest.id != previous else None
 
 
 _EXIT_ERRORS: dict[int, type[KoinoniaError]] = {

@@ -20,6 +20,7 @@ from pathlib import Path
 from koinonia_infra.descriptor import Descriptor, load_descriptor
 from koinonia_infra.errors import EnvironmentProblem, Interrupted, OperationFailed, UsageError
 from koinonia_infra.files import free_bytes
+from koinonia_infra.measure.poll import poll
 from koinonia_infra.sandbox.binaries import find_binaries
 from koinonia_infra.sandbox.stack import SandboxStack, read_sandbox_stack, write_sandbox_stack
 from koinonia_infra.sandbox.state import (
@@ -220,9 +221,13 @@ def _stop_records(records: list[ProcessRecord]) -> list[ProcessRecord]:
     """SIGTERM (postgres: SIGINT, its fast shutdown), then SIGKILL after a grace period."""
     for record in records:
         kill_record(record, signal.SIGINT if record.role == "postgres" else signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(is_alive(r) for r in records):
-        time.sleep(0.05)
+    poll(
+        lambda: any(is_alive(r) for r in records),
+        lambda alive: not alive,
+        deadline=time.monotonic() + 10,
+        interval=0.05,
+        max_interval=0.5,
+    )
     stubborn = [r for r in records if is_alive(r)]
     for record in stubborn:
         kill_record(record, signal.SIGKILL)
@@ -271,9 +276,13 @@ def down(state_dir: Path | None, *, purge: bool = False) -> DownResult:
         alive_before = [r for r in records if is_alive(r)]
         if is_alive(state.supervisor):
             kill_record(state.supervisor, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_TIMEOUT
-            while time.monotonic() < deadline and is_alive(state.supervisor):
-                time.sleep(0.05)
+            poll(
+                lambda: is_alive(state.supervisor),
+                lambda alive: not alive,
+                deadline=time.monotonic() + STOP_TIMEOUT,
+                interval=0.05,
+                max_interval=0.5,
+            )
         # The supervisor may have started processes after we read the record (a deploy).
         latest = read_state(directory) or state
         leftovers = {r.pid: r for r in [*records, *latest.all_records()] if is_alive(r)}

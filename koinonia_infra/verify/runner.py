@@ -16,6 +16,7 @@ from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import RenderApiError
 from koinonia_infra.measure.fetch import fetch_async, make_http_client
 from koinonia_infra.measure.load import BurstResult, StopRule, burst_async
+from koinonia_infra.measure.poll import poll
 from koinonia_infra.measure.samples import latency_summary
 from koinonia_infra.settings import VerifySettings
 from koinonia_infra.verify.checks import (
@@ -278,36 +279,42 @@ def run_verify(
 
     try:
         say(f"checking {len(descriptor.instances)} instance(s) and the edge")
-        obs = _observe(plan, descriptor, options, render, render_skip, deadline=hard_deadline)
-        _say_stopped(say, obs)
         results: dict[tuple[str, str], CheckResult] = {}
-        for check in plan:
-            results[(check.id, check.target)] = evaluate(check, obs, descriptor, options)
-        traffic = _traffic_summary(obs.burst)
-        attempts = 1
-        delay = _BACKOFF_START
-        while True:
-            failing = [c for c in plan if results[(c.id, c.target)].status == "fail"]
-            remaining = min(deadline, hard_deadline) - time.monotonic()
-            if not failing or remaining <= 0:
-                break
-            pause = min(delay, remaining)
-            names = ", ".join(sorted({f"{c.id} {c.target}" for c in failing})[:4])
-            say(f"{len(failing)} check(s) failing ({names}); retrying in {pause:.1f}s")
-            time.sleep(pause)
-            delay = min(delay * 2, _BACKOFF_MAX)
+        traffic: dict[str, Any] = {}
+        attempts = 0
+
+        def failing() -> list[PlannedCheck]:
+            return [c for c in plan if results[(c.id, c.target)].status == "fail"]
+
+        def observe() -> list[PlannedCheck]:
+            """Every check the first time; then only the failing ones, again. What still fails."""
+            nonlocal traffic, attempts
+            todo = failing() if attempts else plan
             attempts += 1
-            obs = _observe(
-                failing, descriptor, options, render, render_skip, deadline=hard_deadline
-            )
+            obs = _observe(todo, descriptor, options, render, render_skip, deadline=hard_deadline)
             _say_stopped(say, obs)
-            if obs.health_reread:
+            if attempts > 1 and obs.health_reread:
                 # The instances' /health was read again after a failing burst: newer news.
-                failing += [c for c in plan if c.id == "instance-health" and c not in failing]
-            for check in failing:
+                todo += [c for c in plan if c.id == "instance-health" and c not in todo]
+            for check in todo:
                 results[(check.id, check.target)] = evaluate(check, obs, descriptor, options)
-            if obs.burst is not None:
+            if attempts == 1 or obs.burst is not None:
                 traffic = _traffic_summary(obs.burst)
+            return failing()
+
+        def retrying(still: list[PlannedCheck], pause: float) -> None:
+            names = ", ".join(sorted({f"{c.id} {c.target}" for c in still})[:4])
+            say(f"{len(still)} check(s) failing ({names}); retrying in {pause:.1f}s")
+
+        poll(
+            observe,
+            lambda still: not still,
+            deadline=min(deadline, hard_deadline),
+            interval=_BACKOFF_START,
+            backoff=2.0,
+            max_interval=_BACKOFF_MAX,
+            before_sleep=retrying,
+        )
         # The runbook's functional checks and "no errors in build logs" (verify/smoke.py).
         extra = run_smoke(
             descriptor, options.smoke, options, until=min(deadline, hard_deadline), on_progress=say

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import RenderApiError
 from koinonia_infra.measure.fetch import make_http_client
+from koinonia_infra.measure.poll import poll
 from koinonia_infra.measure.reasons import describe_error
 from koinonia_infra.ops.logs import log_check, scan_errors
 from koinonia_infra.settings import SmokeCheck
@@ -183,18 +184,28 @@ def run_smoke(
         return []
     say = on_progress or (lambda _msg: None)
     say(f"smoke checks: {len(checks)} on {len(descriptor.instances)} instance(s) and the edge")
-    results = asyncio.run(_run(descriptor, checks, options))
-    delay = _BACKOFF_START
-    while True:
-        failing = {(r.name, r.target) for r in results if r.status == "fail"}
-        remaining = until - time.monotonic()
-        if not failing or remaining <= 0:
-            return results
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, _BACKOFF_MAX)
-        again = {(r.name, r.target): r for r in asyncio.run(_run(descriptor, checks, options))}
-        results = [again[(r.name, r.target)] if (r.name, r.target) in failing else r
-                   for r in results]  # fmt: skip
+    results: list[CheckResult] | None = None
+
+    def observe() -> list[CheckResult]:
+        """Every check the first time; then only the failing ones, the passing ones kept."""
+        nonlocal results
+        fresh = asyncio.run(_run(descriptor, checks, options))
+        if results is not None:
+            failing = {(r.name, r.target) for r in results if r.status == "fail"}
+            again = {(r.name, r.target): r for r in fresh}
+            fresh = [again[(r.name, r.target)] if (r.name, r.target) in failing else r
+                     for r in results]  # fmt: skip
+        results = fresh
+        return fresh
+
+    return poll(
+        observe,
+        lambda now: not any(r.status == "fail" for r in now),
+        deadline=until,
+        interval=_BACKOFF_START,
+        backoff=2.0,
+        max_interval=_BACKOFF_MAX,
+    )
 
 
 def build_log_check(
