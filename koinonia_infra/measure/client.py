@@ -47,7 +47,6 @@ class _Target:
     host: str
     port: int
     tls: bool
-    request: bytes
     where: str
 
     @classmethod
@@ -65,14 +64,7 @@ class _Target:
         host_header = host if ":" not in host else f"[{host}]"
         if not default:
             host_header = f"{host_header}:{port}"
-        path = parts.path or "/"
-        if parts.query:
-            path = f"{path}?{parts.query}"
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: koinonia-infra\r\n"
-            "Accept: application/json, */*\r\nAccept-Encoding: identity\r\n\r\n"
-        ).encode("ascii", "strict")
-        return cls(url=url, host=host, port=port, tls=tls, request=request, where=host_header)
+        return cls(url=url, host=host, port=port, tls=tls, where=host_header)
 
 
 class _Conn(asyncio.Protocol):

@@ -291,10 +291,6 @@ class SteadyTraffic:
         with self._lock:
             return list(self._samples)
 
-    @property
-    def sent(self) -> int:
-        return self._counters.sent
-
     def stop(self) -> SteadyResult:
         """Stop sending, wait for in-flight requests (at most the timeout), return everything."""
         if self._result is not None:

@@ -22,10 +22,6 @@ class Sample:
         """A 2xx answer with a complete body."""
         return self.error is None and self.status is not None and 200 <= self.status < 300
 
-    @property
-    def finished(self) -> float:
-        return self.started + self.latency_ms / 1000.0
-
 
 @dataclass(frozen=True, slots=True)
 class LatencySummary:
@@ -80,23 +76,3 @@ def latency_summary(samples: Iterable[Sample]) -> LatencySummary:
         p99_ms=percentile(values, 99),
         max_ms=max(values) if values else None,
     )
-
-
-def served_by(samples: Iterable[Sample], upstream: str) -> list[Sample]:
-    return [s for s in samples if s.upstream == upstream and s.ok]
-
-
-def last_served(
-    samples: Iterable[Sample], upstream: str, *, before: float | None = None
-) -> Sample | None:
-    """The last successful sample served by `upstream` (sent before `before`, if given)."""
-    hits = [s for s in served_by(samples, upstream) if before is None or s.started < before]
-    return max(hits, key=lambda s: s.started, default=None)
-
-
-def first_served(
-    samples: Iterable[Sample], upstream: str, *, after: float | None = None
-) -> Sample | None:
-    """The first successful sample served by `upstream` (sent after `after`, if given)."""
-    hits = [s for s in served_by(samples, upstream) if after is None or s.started > after]
-    return min(hits, key=lambda s: s.started, default=None)

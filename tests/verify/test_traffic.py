@@ -18,15 +18,9 @@ from koinonia_infra.measure.client import LeanTransport
 from koinonia_infra.measure.load import SteadyTraffic, burst
 from koinonia_infra.measure.samples import (
     Sample,
-    first_served,
-    last_served,
     latency_summary,
     percentile,
 )
-
-
-def sample(started: float, upstream: str | None, status: int | None = 200) -> Sample:
-    return Sample(started=started, latency_ms=1.0, status=status, upstream=upstream, error=None)
 
 
 def test_percentile_nearest_rank() -> None:
@@ -46,14 +40,6 @@ def test_latency_summary_ignores_failed_requests() -> None:
     ]
     summary = latency_summary(samples)
     assert (summary.count, summary.p50_ms, summary.max_ms) == (2, 10.0, 30.0)
-
-
-def test_drain_and_rejoin_helpers() -> None:
-    samples = [sample(1.0, "a"), sample(2.0, "b"), sample(3.0, "a"), sample(4.0, "b"),
-               sample(5.0, "b"), sample(6.0, "a", status=502), sample(7.0, "a")]  # fmt: skip
-    assert last_served(samples, "a", before=6.5) == samples[2]
-    assert first_served(samples, "a", after=3.5) == samples[6]  # the 502 does not count
-    assert last_served(samples, "c") is None
 
 
 def test_instance_for_upstream_accepts_header_and_body_labels(
