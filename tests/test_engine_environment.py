@@ -5,9 +5,11 @@ The engine runs the program (`stacks/`) with the venv named in Pulumi.yaml and t
 each workflow's `pip install` step. A module the program or the pack imports that the install
 leaves out fails every preview, up and rollback in CI, and nothing else would notice.
 
-Two checks: a static one (always) resolves each workflow's install command against pyproject and
-the installed metadata and walks the imports of the program and the pack; an integration one
-runs each distinct install command into a clean venv and imports those modules there.
+Two checks: a static one (always) resolves each workflow's install commands (a hash lock with
+`-r requirements/runtime.txt`: exactly its pins; the project with `--no-deps`: nothing more;
+the project without it: pyproject's requirements and their installed metadata) and walks the
+imports of the program and the pack; an integration one runs each distinct sequence of install
+commands into a clean venv, exactly as the workflow does, and imports those modules there.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from lockfiles import lock_pins
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,19 +50,69 @@ def _jobs() -> Iterator[tuple[str, str, list[str]]]:
             yield path.name, name, scripts
 
 
-def engine_jobs() -> list[tuple[str, str, list[str]]]:
-    """(workflow, job, pip install specs) of every job that runs the engine on the project."""
+@dataclass(frozen=True)
+class Install:
+    """One `pip install` command line of a workflow, read as pip reads its arguments."""
+
+    args: tuple[str, ...]
+
+    @property
+    def requirement_files(self) -> list[str]:
+        return [v for o, v in zip(self.args, self.args[1:], strict=False)
+                if o in ("-r", "--requirement")]  # fmt: skip
+
+    @property
+    def specs(self) -> list[str]:
+        """What is named to install: the arguments that are neither options nor their values."""
+        taking_value = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url"}
+        found, skip = [], False
+        for arg in self.args:
+            if skip:
+                skip = False
+            elif arg in taking_value:
+                skip = True
+            elif not arg.startswith("-"):
+                found.append(arg)
+        return found
+
+    @property
+    def no_deps(self) -> bool:
+        return "--no-deps" in self.args
+
+    def __str__(self) -> str:
+        return "pip install " + " ".join(self.args)
+
+
+def engine_jobs() -> list[tuple[str, str, list[Install]]]:
+    """(workflow, job, its pip install commands in order) of every job that runs the engine on
+    the project."""
     found = []
     for workflow, job, scripts in _jobs():
         text = "\n".join(scripts)
         if not ENGINE_COMMANDS.search(text):
             continue
-        specs = []
-        for match in PIP_INSTALL.finditer(text):
-            args = [a for a in shlex.split(match.group(1)) if not a.startswith("-")]
-            specs.extend(args)
-        found.append((workflow, job, specs))
+        installs = [Install(tuple(shlex.split(m.group(1)))) for m in PIP_INSTALL.finditer(text)]
+        found.append((workflow, job, installs))
     return found
+
+
+def installed_by(installs: list[Install]) -> tuple[set[str], bool]:
+    """(distributions these commands install, whether one of them installs this project)."""
+    dists: set[str] = set()
+    project = False
+    for install in installs:
+        for lock in install.requirement_files:
+            # pip takes nothing beyond the lock's pins under --require-hashes (or with hashes).
+            dists |= set(lock_pins(ROOT / lock))
+        for spec in install.specs:
+            extras = _extras(spec)
+            if extras is None:
+                dists |= _closure([Requirement(spec)])
+                continue
+            project = True
+            if not install.no_deps:
+                dists |= _closure(_project_requirements(extras))
+    return dists, project
 
 
 def _extras(spec: str) -> set[str] | None:
@@ -151,20 +205,34 @@ def test_the_policy_pack_and_the_program_import_third_party_modules() -> None:
     assert {"pulumi", "pulumi_render", "pulumi_policy", "pydantic"} <= set(modules)
 
 
-@pytest.mark.parametrize(("workflow", "job", "specs"), engine_jobs(), ids=str)
+def test_an_install_from_the_lock_is_read_as_its_pins_and_the_project_alone() -> None:
+    lock = Install(("--quiet", "--require-hashes", "-r", "requirements/runtime.txt"))
+    project = Install(("--quiet", "--no-deps", "."))
+    assert lock.requirement_files == ["requirements/runtime.txt"]
+    assert lock.specs == []
+    assert project.specs == ["."]
+    assert project.no_deps
+    dists, has_project = installed_by([lock, project])
+    assert has_project
+    assert dists == set(lock_pins(ROOT / "requirements" / "runtime.txt"))
+    assert {"pulumi", "pulumi-policy", "pydantic"} <= dists
+    # The project alone brings nothing: without the lock not even pulumi is there.
+    assert installed_by([project]) == (set(), True)
+
+
+@pytest.mark.parametrize(("workflow", "job", "installs"), engine_jobs(), ids=str)
 def test_each_engine_job_installs_what_the_program_and_the_policy_pack_import(
-    workflow: str, job: str, specs: list[str]
+    workflow: str, job: str, installs: list[Install]
 ) -> None:
-    project_specs = [e for e in (_extras(s) for s in specs) if e is not None]
-    assert project_specs, f"{workflow} job {job}: runs the engine but installs no koinonia-infra"
-    extras = set().union(*project_specs)
-    installed = _closure(_project_requirements(extras))
+    installed, project = installed_by(installs)
+    assert project, f"{workflow} job {job}: runs the engine but installs no koinonia-infra"
+    commands = "; ".join(str(i) for i in installs)
     providers = md.packages_distributions()
     for module, importer in sorted(imported_top_levels().items()):
         dists = {_norm(d) for d in providers.get(module, [])}
         assert dists, f"{module} (imported by {importer}) is not installed here at all"
         assert dists & installed, (
-            f"{workflow} job {job}: `pip install {' '.join(specs)}` does not install {module} "
+            f"{workflow} job {job}: `{commands}` does not install {module} "
             f"(imported by {importer}; from {', '.join(sorted(dists))})"
         )
 
@@ -172,10 +240,12 @@ def test_each_engine_job_installs_what_the_program_and_the_policy_pack_import(
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
-    "spec", sorted({s for _, _, specs in engine_jobs() for s in specs if _extras(s) is not None})
+    "installs",
+    sorted({tuple(i.args for i in installs) for _, _, installs in engine_jobs()}),
+    ids=lambda installs: " && ".join("pip install " + " ".join(a) for a in installs),
 )
 def test_a_clean_venv_from_the_workflow_install_imports_the_program_and_the_pack(
-    spec: str, tmp_path: Path
+    installs: tuple[tuple[str, ...], ...], tmp_path: Path
 ) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -184,16 +254,17 @@ def test_a_clean_venv_from_the_workflow_install_imports_the_program_and_the_pack
     # A copy of the sources as a checkout has them: the build writes into its tree.
     source = tmp_path / "checkout"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*COPY_IGNORE))
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", spec],
-        cwd=source,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=840,
-        check=False,
-    )
-    assert install.returncode == 0, install.stderr[-2000:]
+    for args in installs:  # each command of the workflow, in its order, from the checkout
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", *args],
+            cwd=source,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=840,
+            check=False,
+        )
+        assert install.returncode == 0, install.stderr[-2000:]
     modules = sorted(imported_top_levels())
     # Importing policy/__main__.py itself would start the analyzer server and block.
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"

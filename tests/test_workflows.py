@@ -261,7 +261,8 @@ def test_secrets_and_the_token_go_only_to_the_run_steps_that_use_them() -> None:
 def test_dependabot_updates_the_python_dependencies_and_the_pinned_actions() -> None:
     config = yaml.safe_load((GITHUB / "dependabot.yml").read_text(encoding="utf-8"))
     updates = {u["package-ecosystem"]: u for u in config["updates"]}
-    assert set(updates) == {"pip", "github-actions"}
+    # uv: pyproject.toml and the hash locks compiled by `uv pip compile` (requirements/*.in).
+    assert set(updates) == {"uv", "github-actions"}
     for update in updates.values():
         assert update["directory"] == "/"
         assert update["schedule"]["interval"] in {"daily", "weekly"}
@@ -690,6 +691,48 @@ def test_commands_called_by_the_workflows_exist_with_those_flags(invocation: Inv
                 assert value in choices, f"{name} {flag} {value}: not one of {choices}"
     required = sum(1 for p in arguments if p.required)
     assert required <= positional <= len(arguments), f"{name}: {positional} arguments"
+
+
+# The installs of the tool into the project's venv: the hash lock, then the project alone.
+LOCKED_INSTALL = [
+    "pip install --quiet --require-hashes -r requirements/runtime.txt",
+    "pip install --quiet --no-deps .",
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "job_id"),
+    [
+        ("ci", "engine-preview"),
+        ("preview", "preview"),
+        ("deploy", "deploy"),
+        ("rollback", "rollback"),
+        ("monitor", "monitor"),
+    ],
+)
+def test_the_tool_is_installed_from_the_hash_lock_and_nothing_is_resolved_again(
+    name: str, job_id: str
+) -> None:
+    job = load(name)["jobs"][job_id]
+    script = str(steps(job)[step_index(job, r"pip install")]["run"])
+    assert re.findall(r"pip install [^\n]+", script) == LOCKED_INSTALL
+    assert (ROOT / "requirements" / "runtime.txt").is_file()
+
+
+def test_no_workflow_installs_anything_unlocked() -> None:
+    """Every pip install in the pipeline is the lock with hashes, the project with --no-deps,
+    or `make` (which installs from requirements/dev.txt the same way)."""
+    for name in NAMES:
+        for script in run_scripts(name):
+            for command in re.findall(r"pip install [^\n]+", script):
+                assert command in LOCKED_INSTALL, f"{name}.yml: {command}"
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    installs = re.findall(r"pip install [^\n]+", makefile)
+    assert "pip install --quiet --require-hashes -r requirements/dev.txt" in installs
+    assert "pip install --quiet --no-deps -e ." in installs
+    assert [i for i in installs if "-r " not in i and "--no-deps" not in i] == [
+        "pip install --quiet --upgrade pip"
+    ]
 
 
 @pytest.mark.parametrize(
