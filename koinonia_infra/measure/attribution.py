@@ -13,26 +13,6 @@ if TYPE_CHECKING:
     from koinonia_infra.descriptor import Descriptor, InstanceRef
 
 
-def instance_for_upstream(descriptor: Descriptor, upstream: str | None) -> InstanceRef | None:
-    """Which declared instance an upstream label names: its private address (the edge header), or
-    the label the instance reports in its body (number, `api-N`, service name or id)."""
-    if not upstream:
-        return None
-    for inst in descriptor.instances:
-        if upstream in (
-            inst.private_address,
-            str(inst.number),
-            f"api-{inst.number}",
-            inst.name,
-            inst.service_id,
-            # The sandbox's edge dials each instance's loopback `url`: nothing there resolves
-            # the `<slug>:<port>` private address (koinonia_infra/sandbox/supervisor.py).
-            urlsplit(inst.url).netloc,
-        ):
-            return inst
-    return None
-
-
 def upstream_from_body(body: bytes) -> str | None:
     if not body or body[:1] not in (b"{", b" ", b"\n"):
         return None
@@ -56,26 +36,44 @@ def hostport(url: str) -> str | None:
 
 
 class Attributor:
-    """Maps an answer (upstream header or body `instance` label) to an instance number."""
+    """THE attribution of an answer to an instance: its `X-Koinonia-Upstream` header (the address
+    the edge dialed, koinonia_infra/caddy.py), else the `instance` its body names.
+
+    A label names an instance when it is the instance's private address (what the edge dials on
+    Render), the `host:port` of its URL (what the sandbox's edge dials: nothing there resolves the
+    `<slug>:<port>` private address, koinonia_infra/sandbox/supervisor.py), its number, `api-N`,
+    its service name or its service id. Case and surrounding blanks do not matter.
+    """
 
     def __init__(self, descriptor: Descriptor) -> None:
-        self._keys: dict[str, int] = {}
+        self._keys: dict[str, InstanceRef] = {}
         self.update(descriptor)
 
     def update(self, descriptor: Descriptor) -> None:
         # A redeployed instance may come back on a new address; old keys stay valid for old samples.
         for inst in descriptor.instances:
-            keys = [str(inst.number), f"api-{inst.number}", inst.name, inst.private_address]
-            hp = hostport(inst.url)
-            if hp:
-                keys.append(hp)
+            keys = [
+                str(inst.number),
+                f"api-{inst.number}",
+                inst.name,
+                inst.service_id,
+                inst.private_address,
+                urlsplit(inst.url).netloc,
+                hostport(inst.url) or "",
+            ]
             for key in keys:
-                self._keys[key.lower()] = inst.number
+                if key:
+                    self._keys[key.strip().lower()] = inst
+
+    def instance(self, upstream: str | None) -> InstanceRef | None:
+        """The instance an upstream label names, or None (no label, or no declared instance)."""
+        if not upstream:
+            return None
+        return self._keys.get(upstream.strip().lower())
 
     def __call__(self, sample: Sample) -> int | None:
-        if sample.upstream is None:
-            return None
-        return self._keys.get(sample.upstream.strip().lower())
+        inst = self.instance(sample.upstream)
+        return None if inst is None else inst.number
 
 
 def first_served_after(

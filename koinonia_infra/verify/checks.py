@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from koinonia_infra.descriptor import Descriptor, InstanceRef
-from koinonia_infra.measure.attribution import instance_for_upstream
+from koinonia_infra.measure.attribution import Attributor
 from koinonia_infra.measure.fetch import Fetched
 from koinonia_infra.measure.load import BurstResult
 from koinonia_infra.measure.samples import (
@@ -340,10 +340,11 @@ def _attribute(
     per: Counter[int] = Counter()
     foreign: Counter[str] = Counter()
     unattributed = 0
+    attribution = Attributor(descriptor)
     for s in burst.samples:
         if not s.ok:
             continue
-        inst = instance_for_upstream(descriptor, s.upstream)
+        inst = attribution.instance(s.upstream)
         if inst is not None:
             per[inst.number] += 1
         elif s.upstream:
@@ -409,12 +410,8 @@ def _distribution(
 def _samples_for(burst: BurstResult, descriptor: Descriptor, number: int | None) -> list[Sample]:
     if number is None:
         return burst.samples
-    return [
-        s
-        for s in burst.samples
-        if (inst := instance_for_upstream(descriptor, s.upstream)) is not None
-        and inst.number == number
-    ]
+    attribute = Attributor(descriptor)
+    return [s for s in burst.samples if attribute(s) == number]
 
 
 def _fmt_ms(value: float | None) -> str:
@@ -521,7 +518,7 @@ def failure_reason(sample: Sample, descriptor: Descriptor) -> str:
         return sample.error
     if not sample.upstream and sample.status in EDGE_OWN_ANSWERS:
         return edge_answer(sample.status)
-    inst = instance_for_upstream(descriptor, sample.upstream)
+    inst = Attributor(descriptor).instance(sample.upstream)
     if inst is not None:
         return f"HTTP {sample.status} from {label(inst)}"
     return f"HTTP {sample.status}"

@@ -13,7 +13,7 @@ from verify_servers import FakeDeployment
 
 from koinonia_infra.descriptor import parse_descriptor
 from koinonia_infra.errors import UsageError
-from koinonia_infra.measure.attribution import instance_for_upstream
+from koinonia_infra.measure.attribution import Attributor
 from koinonia_infra.measure.client import LeanTransport
 from koinonia_infra.measure.load import SteadyTraffic, burst
 from koinonia_infra.measure.samples import (
@@ -42,17 +42,18 @@ def test_latency_summary_ignores_failed_requests() -> None:
     assert (summary.count, summary.p50_ms, summary.max_ms) == (2, 10.0, 30.0)
 
 
-def test_instance_for_upstream_accepts_header_and_body_labels(
+def test_attribution_accepts_header_and_body_labels(
     fake_deployment: FakeDeployment,
 ) -> None:
     descriptor = parse_descriptor(fake_deployment.descriptor(), source="t")
+    attribution = Attributor(descriptor)
     second = descriptor.instances[1]
     for label in (second.private_address, "2", "api-2", second.name, second.service_id):
-        found = instance_for_upstream(descriptor, label)
+        found = attribution.instance(label)
         assert found is not None
         assert found.number == 2
-    assert instance_for_upstream(descriptor, "10.0.0.1:8080") is None
-    assert instance_for_upstream(descriptor, None) is None
+    assert attribution.instance("10.0.0.1:8080") is None
+    assert attribution.instance(None) is None
 
 
 def test_burst_attributes_every_answer(fake_deployment: FakeDeployment) -> None:
