@@ -607,8 +607,11 @@ class RenderClient:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    # The same one-line reasons as every other request of the tool ("connection refused",
+    # "DNS lookup failed", "TLS error: ..."), not httpx's "All connection attempts failed".
+    from koinonia_infra.measure.reasons import reason
+
+    return reason(exc)
 
 
 def _api_message(response: httpx.Response) -> str:

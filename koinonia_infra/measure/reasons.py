@@ -22,7 +22,12 @@ class ConnectionClosed(Exception):
 
 
 def describe_error(exc: BaseException, *, where: str, timeout: float) -> str:
-    """A one-line reason for a failed request, whatever layer raised it.
+    """A one-line reason for a failed request, with where it went: "<reason> (<host:port>)"."""
+    return f"{reason(exc, timeout=timeout)} ({where})"
+
+
+def reason(exc: BaseException, *, timeout: float | None = None) -> str:
+    """A one-line reason for a failed request, whatever layer raised it (never a traceback).
 
     The innermost cause decides: the outer exception's type often says less than its cause.
     httpx raises its own exception from httpcore's, and httpcore's carries the original (the
@@ -38,14 +43,14 @@ def describe_error(exc: BaseException, *, where: str, timeout: float) -> str:
             nxt = cur.args[0]
         cur = nxt
     for e in reversed(chain):
-        reason = _classify(e, timeout)
-        if reason is not None:
-            return f"{reason} ({where})"
+        found = _classify(e, timeout)
+        if found is not None:
+            return found
     text = _one_line(str(exc)) or type(exc).__name__
-    return f"{type(exc).__name__}: {text} ({where})"
+    return f"{type(exc).__name__}: {text}"
 
 
-def _classify(e: BaseException, timeout: float) -> str | None:
+def _classify(e: BaseException, timeout: float | None) -> str | None:
     name = type(e).__name__
     if isinstance(e, ProtocolError):
         return str(e)
@@ -72,7 +77,7 @@ def _classify(e: BaseException, timeout: float) -> str | None:
     if name == "TooManyRedirects":
         return f"redirect loop: more than {MAX_REDIRECTS} redirects"
     if isinstance(e, TimeoutError) or name.endswith("Timeout"):
-        return f"timed out after {timeout:g}s"
+        return "timed out" if timeout is None else f"timed out after {timeout:g}s"
     if isinstance(e, OSError) and e.strerror:
         return _one_line(e.strerror)
     return None
