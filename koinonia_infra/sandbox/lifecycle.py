@@ -22,7 +22,7 @@ from koinonia_infra.errors import EnvironmentProblem, Interrupted, OperationFail
 from koinonia_infra.files import free_bytes
 from koinonia_infra.measure.poll import poll
 from koinonia_infra.sandbox.binaries import find_binaries
-from koinonia_infra.sandbox.stack import SandboxStack, read_sandbox_stack, write_sandbox_stack
+from koinonia_infra.sandbox.stack import SandboxStack, read_sandbox_stack, stack_for_supervisor
 from koinonia_infra.sandbox.state import (
     LOCK_FILE,
     STATE_FILE,
@@ -125,8 +125,6 @@ def up(
         # A descriptor left by a supervisor that never stopped cleanly names dead ports; while
         # none exists, a concurrent `up` says "still starting" instead of handing it out.
         sandbox_descriptor_path(directory).unlink(missing_ok=True)
-        # Read by the supervisor for its edge, later by `verify --target sandbox`.
-        write_sandbox_stack(directory, stack or SandboxStack())
         with (directory / "supervisor.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "koinonia_infra.sandbox.supervisor",
@@ -134,6 +132,8 @@ def up(
                  "--lock-fd", str(lock_fd), "--timing", timing],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                 pass_fds=(lock_fd,), start_new_session=True,
+                # The edge and verify settings to run with (sandbox/stack.py).
+                env={**os.environ, **stack_for_supervisor(stack or SandboxStack())},
             )  # fmt: skip
     finally:
         os.close(lock_fd)

@@ -3,10 +3,12 @@ production runs, from the same `render_caddyfile`) and its verify thresholds (so
 --target sandbox` judges the sandbox as `verify --stack` judges production).
 
 `sandbox up --stack NAME` chooses; by default the `prod` stack file when the project has one,
-otherwise (no project, or `--stack none`) the settings' defaults. The choice is written to
-`stack.json` in the state dir when the sandbox starts: the supervisor builds the edge from it,
-and `verify` / `verify --capacity` against the sandbox read their thresholds from it, so a later
-edit of the stack file does not silently disagree with the edge already running.
+otherwise (no project, or `--stack none`) the settings' defaults. The choice reaches the
+supervisor in its environment (`KOINONIA_SANDBOX_STACK`, no secret in it), which builds the edge
+from it and writes it to `stack.json` in the state dir (its own writes report a full disk the one
+way: an error event naming the path); `verify` / `verify --capacity` against the sandbox read
+their thresholds from that file, so a later edit of the stack file does not silently disagree
+with the edge already running.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ NO_STACK = "none"
 # A test's override of the edge (a JSON object in the stack file's `koinonia:edge` shape), so it
 # can shorten a timeout without waiting out the production value. It wins over the stack.
 SANDBOX_EDGE_ENV = "KOINONIA_SANDBOX_EDGE"
+# `sandbox up` to its supervisor: the chosen stack, as `SandboxStack.to_json`.
+SANDBOX_STACK_ENV = "KOINONIA_SANDBOX_STACK"
 
 
 @dataclass(frozen=True)
@@ -77,31 +81,50 @@ def write_sandbox_stack(state_dir: Path, stack: SandboxStack) -> None:
     write_atomic(state_dir / STACK_FILE, json.dumps(stack.to_json(), indent=2) + "\n", mode=0o600)
 
 
-def read_sandbox_stack(state_dir: Path) -> SandboxStack:
-    """What `write_sandbox_stack` wrote; the defaults for a state dir without it (a sandbox
-    started before the file existed)."""
-    path = state_dir / STACK_FILE
+def _from_json(raw: str, where: str) -> SandboxStack:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw)
         return SandboxStack(
             name=data.get("stack"),
             source=data.get("source"),
             edge=EdgeSettings.model_validate(data.get("edge") or {}),
             verify=VerifySettings.model_validate(data.get("verify") or {}),
         )
+    except (ValueError, TypeError, AttributeError) as exc:
+        first = str(exc).splitlines()
+        raise ConfigError(f"{where}: {' '.join(first[:3])}") from None
+
+
+def read_sandbox_stack(state_dir: Path) -> SandboxStack:
+    """What the supervisor wrote; the defaults for a state dir without it (a sandbox started
+    before the file existed)."""
+    path = state_dir / STACK_FILE
+    try:
+        raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return SandboxStack()
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        first = str(exc).splitlines()
-        raise ConfigError(f"{path}: {' '.join(first[:3])}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    return _from_json(raw, str(path))
 
 
-def edge_settings(state_dir: Path) -> EdgeSettings:
+def stack_for_supervisor(stack: SandboxStack) -> dict[str, str]:
+    """The environment entry that hands `stack` to the supervisor."""
+    return {SANDBOX_STACK_ENV: json.dumps(stack.to_json())}
+
+
+def supervisor_stack() -> SandboxStack:
+    """The stack `sandbox up` handed over; the defaults when started without one."""
+    raw = os.environ.get(SANDBOX_STACK_ENV)
+    return _from_json(raw, SANDBOX_STACK_ENV) if raw else SandboxStack()
+
+
+def edge_settings(stack: SandboxStack) -> EdgeSettings:
     """The edge the supervisor starts: `KOINONIA_SANDBOX_EDGE` when set (tests), else the
-    stack chosen by `sandbox up`."""
+    stack's."""
     raw = os.environ.get(SANDBOX_EDGE_ENV)
     if not raw:
-        return read_sandbox_stack(state_dir).edge
+        return stack.edge
     try:
         return EdgeSettings.model_validate(json.loads(raw))
     except (ValueError, TypeError) as exc:  # JSONDecodeError and ValidationError are ValueErrors

@@ -53,7 +53,7 @@ from koinonia_infra.sandbox.control_plane import (
 )
 from koinonia_infra.sandbox.datastores_api import Datastores, sandbox_datastores
 from koinonia_infra.sandbox.observability import Observer
-from koinonia_infra.sandbox.stack import edge_settings
+from koinonia_infra.sandbox.stack import edge_settings, supervisor_stack, write_sandbox_stack
 from koinonia_infra.sandbox.state import (
     ProcessRecord,
     SandboxState,
@@ -117,8 +117,11 @@ class Supervisor:
         # the same commit: one id for all of them, never one per instance.
         self.commit = secrets.token_hex(20)
         self.api = ApiSettings()
-        # The stack `sandbox up --stack` chose (sandbox/stack.py): production's edge settings.
-        self.edge_settings = edge_settings(state_dir)
+        # The stack `sandbox up --stack` chose (sandbox/stack.py): production's edge settings,
+        # kept in the state dir for `verify --target sandbox`.
+        stack = supervisor_stack()
+        write_sandbox_stack(state_dir, stack)
+        self.edge_settings = edge_settings(stack)
         self.edge_caddyfile = ""  # set when the edge starts
         self.services: dict[str, Service] = {}
         # The control plane's Postgres and Key Value (GET /v1/postgres, /v1/key-value).
@@ -550,7 +553,11 @@ class Supervisor:
         self.children.clear()
         if self._session is not None:
             await self._session.close()
-        self.save_state(running=False)
+        # Everything is stopped. On a full disk this last record cannot be written; the one left
+        # names only dead processes (is_alive checks each), and the error that stopped a start
+        # must still reach `sandbox up` rather than this one.
+        with contextlib.suppress(KoinoniaError):
+            self.save_state(running=False)
 
     # ---- the control plane's backend ---------------------------------------------------------
 

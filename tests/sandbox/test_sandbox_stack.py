@@ -20,6 +20,8 @@ from koinonia_infra.sandbox.stack import (
     edge_settings,
     read_sandbox_stack,
     resolve_sandbox_stack,
+    stack_for_supervisor,
+    supervisor_stack,
     write_sandbox_stack,
 )
 from koinonia_infra.settings import ApiSettings, EdgeSettings, VerifySettings
@@ -91,20 +93,27 @@ def test_a_missing_stack_file_is_a_config_error(project: Path) -> None:
         resolve_sandbox_stack("nope")
 
 
-def test_the_state_dir_keeps_the_choice(project: Path, tmp_path: Path) -> None:
+def test_the_choice_reaches_the_supervisor_and_the_state_dir_keeps_it(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert read_sandbox_stack(tmp_path) == SandboxStack()  # nothing written: defaults
+    assert supervisor_stack() == SandboxStack()  # started without one: defaults
     chosen = resolve_sandbox_stack("lab")
+    for key, value in stack_for_supervisor(chosen).items():
+        monkeypatch.setenv(key, value)
+    assert supervisor_stack() == chosen
     write_sandbox_stack(tmp_path, chosen)
     assert read_sandbox_stack(tmp_path) == chosen
-    assert edge_settings(tmp_path) == chosen.edge
+    assert edge_settings(chosen) == chosen.edge
 
 
 def test_the_test_override_wins_over_the_stack(
-    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_sandbox_stack(tmp_path, resolve_sandbox_stack("lab"))
     monkeypatch.setenv(SANDBOX_EDGE_ENV, '{"clientIdleTimeoutSeconds": 2}')
-    assert edge_settings(tmp_path) == EdgeSettings(client_idle_timeout_seconds=2)
+    assert edge_settings(resolve_sandbox_stack("lab")) == EdgeSettings(
+        client_idle_timeout_seconds=2
+    )
 
 
 @pytest.mark.parametrize(
@@ -112,11 +121,11 @@ def test_the_test_override_wins_over_the_stack(
     [("{bad", "Expecting property name"), ('{"clientIdleTimeoutSeconds": -1}', "greater than")],
 )
 def test_a_bad_sandbox_edge_override_is_one_config_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: str, message: str
+    monkeypatch: pytest.MonkeyPatch, raw: str, message: str
 ) -> None:
     monkeypatch.setenv(SANDBOX_EDGE_ENV, raw)
     with pytest.raises(ConfigError, match=f"^{SANDBOX_EDGE_ENV}: .*{message}") as err:
-        edge_settings(tmp_path)
+        edge_settings(SandboxStack())
     assert "\n" not in str(err.value)
 
 
