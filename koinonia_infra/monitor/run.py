@@ -46,13 +46,19 @@ class MonitorTarget:
 
 def rules_for(where: MonitorTarget) -> tuple[MonitorSettings, VerifySettings]:
     """The runbook's defaults, then the stack file's `koinonia:monitor` and `koinonia:verify`
-    when the deployment comes from a stack (as `verify` does)."""
+    when the deployment comes from a stack (as `verify` does); for the sandbox, the verify
+    thresholds of the stack it runs (`sandbox up --stack`)."""
     if where.outputs is None and where.target is None:
         from koinonia_infra.project import stack_path
         from koinonia_infra.settings import load_settings
 
         settings = load_settings(stack_path(where.stack or "prod"))
         return settings.monitor, settings.verify
+    if where.target == "sandbox":
+        from koinonia_infra.sandbox.lifecycle import resolve_state_dir
+        from koinonia_infra.sandbox.stack import read_sandbox_stack
+
+        return MonitorSettings(), read_sandbox_stack(resolve_state_dir(where.state_dir)).verify
     return MonitorSettings(), VerifySettings()
 
 

@@ -129,6 +129,16 @@ def test_a_bad_sandbox_edge_override_is_one_config_error(
     assert "\n" not in str(err.value)
 
 
+def test_monitor_judges_the_sandbox_by_the_verify_thresholds_of_its_stack(
+    project: Path, tmp_path: Path
+) -> None:
+    from koinonia_infra.monitor.run import MonitorTarget, rules_for
+
+    write_sandbox_stack(tmp_path, resolve_sandbox_stack("lab"))
+    _, verify = rules_for(MonitorTarget(target="sandbox", state_dir=tmp_path))
+    assert verify.p95_ms == 1234
+
+
 def _cli(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *map(str, args)], capture_output=True, text=True, timeout=240, env=env, check=False
