@@ -278,6 +278,7 @@ def drill_failover(
         suspend_timeout=suspend_timeout,
         deploy_timeout=deploy_timeout,
         rejoin_timeout=rejoin_timeout,
+        state_dir=state_dir,
     )
     client = _client(descriptor, render_api_url, required="drill failover")
     _confirm(
@@ -366,6 +367,7 @@ def rollout(
         deploy_timeout=deploy_timeout,
         rejoin_timeout=rejoin_timeout,
         overlap=overlap,
+        state_dir=state_dir,
     )
     client = _client(descriptor, render_api_url, required="rollout")
     names = ", ".join(f"api-{n}" for n in sequence)
@@ -432,6 +434,7 @@ def resume(
         timing = resolve_timing(
             descriptor,
             from_stack=(stack or "prod") if outputs is None and target is None else None,
+            state_dir=state_dir,
         )
         timeout = timing.resume_timeout_seconds
     client = _client(descriptor, render_api_url, required="resume")

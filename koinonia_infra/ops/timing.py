@@ -32,6 +32,7 @@ Deadlines are upper bounds, never expectations: the measured times are what the 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from koinonia_infra.descriptor import Descriptor
@@ -149,12 +150,13 @@ def _edge_reaction_seconds(edge: EdgeSettings) -> float:
     )
 
 
-def sandbox_timing(name: str | None) -> OpsTiming:
-    """The deadlines of a sandbox started with `--timing name` (None: fast)."""
+def sandbox_timing(name: str | None, edge: EdgeSettings | None = None) -> OpsTiming:
+    """The deadlines of a sandbox started with `--timing name` (None: fast) whose edge runs
+    `edge` (the settings of the stack `sandbox up --stack` chose; None: the defaults)."""
     from koinonia_infra.sandbox.timing import profile
 
     p = profile(name)
-    edge = EdgeSettings()  # the sandbox's edge runs with the defaults
+    edge = edge or EdgeSettings()
 
     def room(seconds: float) -> float:
         return round(seconds * SANDBOX_SLACK_FACTOR + SANDBOX_SLACK_SECONDS, 1)
@@ -202,11 +204,15 @@ def render_timing(settings: Settings | None = None) -> OpsTiming:
     )
 
 
-def timing_for(descriptor: Descriptor, settings: Settings | None = None) -> OpsTiming:
-    """The sandbox's profile for the sandbox (stack settings do not apply to it), Render's
-    timings for anything else."""
+def timing_for(
+    descriptor: Descriptor,
+    settings: Settings | None = None,
+    sandbox_edge: EdgeSettings | None = None,
+) -> OpsTiming:
+    """The sandbox's profile for the sandbox (with its edge's settings), Render's timings for
+    anything else."""
     if is_sandbox(descriptor):
-        return sandbox_timing(descriptor.sandbox_timing)
+        return sandbox_timing(descriptor.sandbox_timing, sandbox_edge)
     return render_timing(settings)
 
 
@@ -218,17 +224,25 @@ def resolve_timing(
     deploy_timeout: float | None = None,
     rejoin_timeout: float | None = None,
     overlap: float | None = None,
+    state_dir: Path | None = None,
 ) -> OpsTiming:
     """The CLI's order, like `verify`'s thresholds: the target's timings, then the stack file's
     `koinonia:ops` (and its api/edge settings) when the deployment comes from a stack
-    (`from_stack` names it), then the flags."""
+    (`from_stack` names it), then the flags. The sandbox (in `state_dir`) reacts as the edge of
+    the stack it runs (`sandbox up --stack`)."""
     settings: Settings | None = None
+    sandbox_edge: EdgeSettings | None = None
     if from_stack is not None and not is_sandbox(descriptor):
         from koinonia_infra.project import stack_path
         from koinonia_infra.settings import load_settings
 
         settings = load_settings(stack_path(from_stack))
-    return timing_for(descriptor, settings).with_overrides(
+    if is_sandbox(descriptor):
+        from koinonia_infra.sandbox.lifecycle import resolve_state_dir
+        from koinonia_infra.sandbox.stack import read_sandbox_stack
+
+        sandbox_edge = read_sandbox_stack(resolve_state_dir(state_dir)).edge
+    return timing_for(descriptor, settings, sandbox_edge).with_overrides(
         suspend_timeout=suspend_timeout,
         deploy_timeout=deploy_timeout,
         rejoin_timeout=rejoin_timeout,

@@ -139,6 +139,27 @@ def test_monitor_judges_the_sandbox_by_the_verify_thresholds_of_its_stack(
     assert verify.p95_ms == 1234
 
 
+def test_the_drills_deadlines_follow_the_edge_the_sandbox_runs(
+    project: Path, tmp_path: Path
+) -> None:
+    from koinonia_infra.descriptor import Descriptor
+    from koinonia_infra.ops.timing import resolve_timing
+
+    descriptor = Descriptor.model_validate(
+        {"stack": "sandbox", "sandboxTiming": "fast", "edgeUrl": "http://127.0.0.1:1",
+         "instances": [{"number": 1, "name": "api-1", "serviceId": "srv-1",
+                        "url": "http://127.0.0.1:2", "privateAddress": "127.0.0.1:2"}]}
+    )  # fmt: skip
+    write_sandbox_stack(tmp_path, SandboxStack())
+    default = resolve_timing(descriptor, from_stack=None, state_dir=tmp_path)
+    slow = EdgeSettings(health_check_interval_seconds=20, fail_duration_seconds=60)
+    write_sandbox_stack(tmp_path, SandboxStack("slow", "Pulumi.slow.yaml", edge=slow))
+    timing = resolve_timing(descriptor, from_stack=None, state_dir=tmp_path)
+    # The edge notices a return only after an active check and the fail duration: 78 s more.
+    assert timing.rejoin_timeout_seconds > default.rejoin_timeout_seconds + 78
+    assert timing.drain_timeout_seconds > default.drain_timeout_seconds + 78
+
+
 def _cli(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *map(str, args)], capture_output=True, text=True, timeout=240, env=env, check=False
