@@ -3,12 +3,12 @@ settings of its stack (test_sandbox_stack.py; KOINONIA_SANDBOX_EDGE overrides th
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from koinonia_infra.caddy import EDGE_SELF_HEALTH_PATH, edge_start_command, render_caddyfile
@@ -22,10 +22,10 @@ def test_the_edge_process_is_the_copy_the_start_command_made(sandbox: Any) -> No
     pid = sandbox.pid("edge")
     # `/bin/sh -c <text>` exec'd the copy: same PID, now the copied binary, with the arguments
     # of the production command and the Caddyfile written from KOINONIA_CADDYFILE.
-    assert Path(os.readlink(f"/proc/{pid}/exe")) == caddy_dir / "caddy"
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    edge = psutil.Process(pid)
+    assert Path(edge.exe()) == caddy_dir / "caddy"
     config = caddy_dir / "Caddyfile"
-    assert [a.decode() for a in argv] == [
+    assert edge.cmdline() == [
         str(caddy_dir / "caddy"), "run", "--config", str(config), "--adapter", "caddyfile"
     ]  # fmt: skip
     edge_port = int(sandbox.edge_url.rsplit(":", 1)[1])

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from koinonia_infra.descriptor import load_descriptor
@@ -35,16 +36,12 @@ def state_postgres_dir(state_dir: Path) -> Path:
 
 
 def _processes_mentioning(text: str) -> list[str]:
+    """Live processes (not zombies) whose command line names `text`, through psutil."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if text in cmdline and state != "Z":
-                found.append(f"{entry.name}: {cmdline}")
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if text in cmdline and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(f"{proc.info['pid']}: {cmdline}")
     return found
 
 
