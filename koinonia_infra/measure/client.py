@@ -1,22 +1,26 @@
 """The HTTP/1.1 keep-alive client the load runs on, and its httpx transport.
 
-Measured on a 2-core box against a local Caddy: httpx + aiohttp ~1,500 req/s and p50 3-5x wrk's at
-concurrency 8 (the client's own per-request overhead becomes the latency it reports); AsyncClient
-in front of `LeanTransport` ~0.5-0.7x wrk's rate with p50 up to 1.8x; the transport called directly
-~0.8-0.9x wrk's rate with p50 within 1.15x. Every request has a deadline (connect + headers + body)
-and every body and header block is capped, so a hostile server costs a bounded amount of time and
+Responses are parsed by httptools (llhttp) inside an asyncio protocol, on uvloop where the
+platform has it (`run_load`): kept libraries, not a hand-written parser. Measured on a 2-core box
+against a local Caddy: httpx + aiohttp ~1,500 req/s and p50 3-5x wrk's at concurrency 8 (the
+client's own per-request overhead becomes the latency it reports); AsyncClient in front of
+`LeanTransport` ~0.5-0.7x wrk's rate with p50 up to 1.8x; the transport called directly ~0.8-0.9x
+wrk's rate with p50 within 1.15x. Every request has a deadline (connect + headers + body) and
+every body and header block is capped, so a hostile server costs a bounded amount of time and
 memory.
 """
-
 from __future__ import annotations
 
 import asyncio
 import socket
 import ssl
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+import httptools
 import httpx
 
 from koinonia_infra.caddy import UPSTREAM_HEADER
@@ -29,16 +33,19 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: a /health body is a few hundred bytes
 MAX_HEAD = 64 << 10
 _UPSTREAM_BYTES = UPSTREAM_HEADER.lower().encode()
+T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class _Raw:
-    status: int
-    upstream: str | None
-    body: bytes
-    keep_alive: bool
-    finished: float
-    head: bytes  # status line and headers, as received
+def run_load(main: Coroutine[Any, Any, T]) -> T:
+    """Run the load's event loop: uvloop where the platform has it (it has no Windows build),
+    else asyncio's. The client's own per-request cost is latency it would report as the
+    target's, and uvloop roughly halves it (docs/verify.md, "The traffic probe")."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,39 +74,57 @@ class _Target:
         return cls(url=url, host=host, port=port, tls=tls, where=host_header)
 
 
+@dataclass(slots=True)
+class _Raw:
+    status: int
+    upstream: str | None
+    body: bytes
+    keep_alive: bool
+    finished: float
+    headers: list[tuple[bytes, bytes]]  # as received, in order
+
+
 class _Conn(asyncio.Protocol):
-    """One keep-alive connection; one request in flight at a time."""
+    """One keep-alive connection; one request in flight at a time.
+
+    Responses are parsed by httptools (llhttp, the parser of Node.js and uvicorn): framing
+    (Content-Length, chunked, read-until-close), keep-alive and the bodiless 204/304 are its
+    rules, not ours. What stays here is what a measuring client adds: caps on headers and body,
+    the upstream header, and refusing a 1xx (the load never sends `Expect`).
+    """
 
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.buf = bytearray()
         self.waiter: asyncio.Future[_Raw] | None = None
+        self.parser = httptools.HttpResponseParser(self)
         self._reset_state()
 
     def _reset_state(self) -> None:
-        self.state = "head"
-        self.status = 0
         self.upstream: str | None = None
-        self.keep_alive = True
-        self.remaining = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        self.framed = False  # Content-Length or chunked: the end of the body is known
+        self.in_body = False
         self.body = bytearray()
         self.got_bytes = False
-        self.head = b""
+        self.failure: ProtocolError | None = None
 
     # asyncio callbacks ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only the same interface.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
-        if self.state == "close":
-            self._complete()
+        if self.in_body and not self.framed and exc is None:
+            # No length and not chunked: the body is whatever came before the close (RFC 9112
+            # section 6.3, rule 8); llhttp has no end-of-stream call, so it is completed here.
+            self._complete(keep_alive=False)
         else:
             waiter.set_exception(ConnectionClosed(exc, got_bytes=self.got_bytes))
 
@@ -108,19 +133,17 @@ class _Conn(asyncio.Protocol):
             self.abort()  # unsolicited bytes: this connection is no longer in a known state
             return
         self.got_bytes = True
-        self.buf += data
         try:
-            self._parse()
-        except ProtocolError as exc:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
             self.abort()
             if not self.waiter.done():
-                self.waiter.set_exception(exc)
+                self.waiter.set_exception(self.failure or _invalid(exc))
 
     # request ----------------------------------------------------------------------------------
     def send(self, request: bytes) -> asyncio.Future[_Raw]:
         assert self.transport is not None
         self._reset_state()
-        self.buf.clear()
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return self.waiter
@@ -130,152 +153,64 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # parsing ----------------------------------------------------------------------------------
-    def _complete(self) -> None:
+    # httptools callbacks ----------------------------------------------------------------------
+    def _refuse(self, reason: str) -> None:
+        self.failure = ProtocolError(reason)
+        raise self.failure
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > MAX_HEAD:
+            self._refuse(f"response headers larger than {MAX_HEAD} bytes")
+        key = name.lower()
+        if key == b"content-length":
+            if value.strip().isdigit() and int(value) > self.max_body:
+                self._refuse(
+                    f"response body of {int(value)} bytes is larger than the "
+                    f"{self.max_body}-byte cap"
+                )
+            self.framed = True
+        elif key == b"transfer-encoding" and b"chunked" in value.lower():
+            self.framed = True
+        elif key == _UPSTREAM_BYTES:
+            self.upstream = value.strip().decode("latin-1")
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:
+            self._refuse(f"unexpected interim response {status}")
+        if status in (204, 304):
+            self.framed = True  # never a body (RFC 9112 section 6.3, rule 1)
+        self.in_body = True
+
+    def on_body(self, chunk: bytes) -> None:
+        if len(self.body) + len(chunk) > self.max_body:
+            self._refuse(f"response body larger than {self.max_body} bytes")
+        self.body += chunk
+
+    def on_message_complete(self) -> None:
+        self._complete(keep_alive=self.parser.should_keep_alive())
+
+    def _complete(self, *, keep_alive: bool) -> None:
         assert self.waiter is not None
+        self.in_body = False
         if not self.waiter.done():
             self.waiter.set_result(
                 _Raw(
-                    status=self.status,
+                    status=self.parser.get_status_code(),
                     upstream=self.upstream,
                     body=bytes(self.body),
-                    keep_alive=self.keep_alive and not self.closed,
+                    keep_alive=keep_alive and not self.closed,
                     finished=time.monotonic(),
-                    head=self.head,
+                    headers=self.headers,
                 )
             )
 
-    def _take_body(self, chunk: bytes | bytearray) -> None:
-        if len(self.body) + len(chunk) > self.max_body:
-            raise ProtocolError(f"response body larger than {self.max_body} bytes")
-        self.body += chunk
 
-    def _parse(self) -> None:
-        if self.state == "head":
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buf) > MAX_HEAD:
-                    raise ProtocolError(f"response headers larger than {MAX_HEAD} bytes")
-                return
-            head = bytes(self.buf[:end])
-            del self.buf[: end + 4]
-            self.head = head
-            self._parse_head(head)
-        if self.state == "length":
-            take = self.buf[: self.remaining]
-            self._take_body(take)
-            self.remaining -= len(take)
-            del self.buf[: len(take)]
-            if self.remaining == 0:
-                self._complete()
-        elif self.state == "chunked":
-            self._parse_chunks()
-        elif self.state == "close":
-            self._take_body(self.buf)
-            self.buf.clear()
-
-    def _parse_head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        status_line = lines[0].split(b" ", 2)
-        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
-            raise ProtocolError("invalid HTTP response (bad status line)")
-        try:
-            self.status = int(status_line[1])
-        except ValueError:
-            raise ProtocolError("invalid HTTP response (bad status code)") from None
-        http10 = status_line[0] == b"HTTP/1.0"
-        self.keep_alive = not http10
-        length: int | None = None
-        chunked = False
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise ProtocolError("invalid HTTP response (bad header line)")
-            key = name.strip().lower()
-            val = value.strip()
-            if key == b"content-length":
-                try:
-                    length = int(val)
-                except ValueError:
-                    raise ProtocolError("invalid HTTP response (bad Content-Length)") from None
-                if length < 0:
-                    raise ProtocolError("invalid HTTP response (negative Content-Length)")
-            elif key == b"transfer-encoding":
-                chunked = b"chunked" in val.lower()
-            elif key == b"connection":
-                low = val.lower()
-                if b"close" in low:
-                    self.keep_alive = False
-                elif b"keep-alive" in low:
-                    self.keep_alive = True
-            elif key == _UPSTREAM_BYTES:
-                self.upstream = val.decode("latin-1")
-        if 100 <= self.status < 200:
-            raise ProtocolError(f"unexpected interim response {self.status}")
-        if self.status in (204, 304):
-            self.state = "length"
-            self.remaining = 0
-        elif chunked:
-            self.state = "chunked"
-            self.remaining = -1
-        elif length is not None:
-            if length > self.max_body:
-                raise ProtocolError(
-                    f"response body of {length} bytes is larger than the {self.max_body}-byte cap"
-                )
-            self.state = "length"
-            self.remaining = length
-        else:
-            self.state = "close"
-            self.keep_alive = False
-
-    def _parse_chunks(self) -> None:
-        while True:
-            if self.remaining == -1:  # expecting a size line
-                end = self.buf.find(b"\r\n")
-                if end < 0:
-                    if len(self.buf) > 1024:
-                        raise ProtocolError("malformed chunked body")
-                    return
-                size_text = bytes(self.buf[:end]).split(b";", 1)[0].strip()
-                del self.buf[: end + 2]
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise ProtocolError("malformed chunked body") from None
-                if size == 0:
-                    self.remaining = -2
-                else:
-                    if len(self.body) + size > self.max_body:
-                        raise ProtocolError(f"response body larger than {self.max_body} bytes")
-                    self.remaining = size
-            if self.remaining == -2:  # trailers end with an empty line
-                end = self.buf.find(b"\r\n")
-                if end < 0:
-                    if len(self.buf) > MAX_HEAD:
-                        raise ProtocolError("malformed chunked trailers")
-                    return
-                line_empty = end == 0
-                del self.buf[: end + 2]
-                if line_empty:
-                    self._complete()
-                    return
-                continue
-            if self.remaining > 0:
-                take = self.buf[: self.remaining]
-                self._take_body(take)
-                self.remaining -= len(take)
-                del self.buf[: len(take)]
-                if self.remaining > 0:
-                    return
-                self.remaining = -3
-            if self.remaining == -3:  # CRLF after chunk data
-                if len(self.buf) < 2:
-                    return
-                if self.buf[:2] != b"\r\n":
-                    raise ProtocolError("malformed chunked body")
-                del self.buf[:2]
-                self.remaining = -1
+def _invalid(exc: httptools.HttpParserError) -> ProtocolError:
+    detail = " ".join(str(exc).split())[:80]
+    return ProtocolError(f"invalid HTTP response ({detail})" if detail else "invalid HTTP response")
 
 
 class LeanClient:
@@ -421,11 +356,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             if isinstance(exc, ProtocolError | ConnectionClosed):
                 raise httpx.RemoteProtocolError(reason, request=request) from exc
             raise httpx.ConnectError(reason, request=request) from exc
-        lines = raw.head.split(b"\r\n")[1:]  # every line has a colon (checked by the parser)
-        headers = [(n.strip(), v.strip()) for n, _, v in (x.partition(b":") for x in lines)]
         return httpx.Response(
             raw.status,
-            headers=headers,
+            headers=raw.headers,
             stream=httpx.ByteStream(raw.body),
             request=request,
             extensions={"koinonia.timing": (sent, raw.finished)},

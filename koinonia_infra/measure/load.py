@@ -23,7 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from koinonia_infra.errors import UsageError
-from koinonia_infra.measure.client import DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, _Probe, _Target
+from koinonia_infra.measure.client import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_TIMEOUT,
+    _Probe,
+    _Target,
+    run_load,
+)
 from koinonia_infra.measure.samples import Sample
 
 
@@ -206,7 +212,7 @@ def burst(
     warmup: int = 0,
 ) -> BurstResult:
     """Synchronous `burst_async` (runs its own event loop)."""
-    return asyncio.run(
+    return run_load(
         burst_async(
             url,
             requests,
@@ -328,7 +334,7 @@ class SteadyTraffic:
     # thread -----------------------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            run_load(self._main())
         except BaseException as exc:  # kept for the caller, never lost with the thread
             self._error = exc
         finally:

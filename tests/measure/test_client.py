@@ -1,0 +1,137 @@
+"""The load's HTTP/1.1 client (httptools inside an asyncio protocol) against a real local server
+that answers each framing a server may use: chunked, Content-Length with keep-alive, read until
+close, 1xx, 204 and 304."""
+
+from __future__ import annotations
+
+import asyncio
+import socketserver
+import threading
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from koinonia_infra.measure.client import LeanTransport
+from koinonia_infra.measure.load import burst
+
+# path -> (raw response, close the connection after it)
+RESPONSES: dict[str, tuple[bytes, bool]] = {
+    "/chunked": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Koinonia-Upstream: api-a:1\r\n\r\n"
+        b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+        False,
+    ),
+    "/length": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", False),
+    "/close": (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nread until close", True),
+    "/http10": (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", True),
+    "/204": (b"HTTP/1.1 204 No Content\r\n\r\n", False),
+    # A 304 may carry the Content-Length of the full representation: there is still no body.
+    "/304": (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", False),
+    "/100": (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", False),
+    "/garbage": (b"SMTP ready\r\n\r\n", True),
+}
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        with self.server.lock:
+            self.server.connections += 1
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            path = line.split()[1].decode()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            with self.server.lock:
+                self.server.requests[path] += 1
+            answer, close = RESPONSES[path]
+            self.wfile.write(answer)
+            self.wfile.flush()
+            if close:
+                return
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.requests: Counter[str] = Counter()
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _url(srv: _Server, path: str) -> str:
+    return f"http://127.0.0.1:{srv.server_address[1]}{path}"
+
+
+async def _get_all(url: str, times: int) -> list[httpx.Response]:
+    transport = LeanTransport(url, timeout=3.0, max_connections=1)
+    try:
+        answers = []
+        for _ in range(times):
+            response = await transport.handle_async_request(httpx.Request("GET", url))
+            await response.aread()
+            answers.append(response)
+        return answers
+    finally:
+        await transport.aclose()
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "body", "connections"),
+    [
+        ("/chunked", 200, b"hello world", 1),
+        ("/length", 200, b"hello", 1),
+        ("/204", 204, b"", 1),
+        ("/304", 304, b"", 1),
+        ("/close", 200, b"read until close", 3),
+        ("/http10", 200, b"ok", 3),
+    ],
+)
+def test_each_framing_gives_the_body_and_keeps_alive_when_it_may(
+    server: _Server, path: str, status: int, body: bytes, connections: int
+) -> None:
+    answers = asyncio.run(_get_all(_url(server, path), 3))
+    assert [(r.status_code, r.content) for r in answers] == [(status, body)] * 3
+    # Keep-alive: three requests on one connection; a response ended by the close (or HTTP/1.0
+    # without keep-alive) costs a connection each.
+    assert server.connections == connections
+
+
+def test_the_upstream_header_and_headers_reach_the_sample(server: _Server) -> None:
+    result = burst(_url(server, "/chunked"), requests=4, concurrency=1)
+    assert [(s.status, s.upstream, s.error) for s in result.samples] == [(200, "api-a:1", None)] * 4
+    assert server.connections == 1
+    (response,) = asyncio.run(_get_all(_url(server, "/chunked"), 1))
+    assert response.headers["transfer-encoding"] == "chunked"
+
+
+def test_an_interim_response_is_refused_with_a_reason(server: _Server) -> None:
+    (sample,) = burst(_url(server, "/100"), requests=1, concurrency=1).samples
+    assert sample.status is None
+    assert sample.error is not None
+    assert sample.error.startswith("unexpected interim response 100")
+
+
+def test_a_response_that_is_not_http_is_an_invalid_response(server: _Server) -> None:
+    (sample,) = burst(_url(server, "/garbage"), requests=1, concurrency=1).samples
+    assert sample.error is not None
+    assert sample.error.startswith("invalid HTTP response")
+    assert "\n" not in sample.error
