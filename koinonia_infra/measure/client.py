@@ -9,6 +9,7 @@ wrk's rate with p50 within 1.15x. Every request has a deadline (connect + header
 every body and header block is capped, so a hostile server costs a bounded amount of time and
 memory.
 """
+
 from __future__ import annotations
 
 import asyncio
