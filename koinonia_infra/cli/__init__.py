@@ -2,8 +2,6 @@
 render its result. Heavy imports (pulumi, httpx) happen inside the commands so `--help` stays fast.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from typing import Any

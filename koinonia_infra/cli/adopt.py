@@ -1,7 +1,5 @@
 """`koinonia-infra adopt`: write into the stack file what importing production needs."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,7 +15,7 @@ STACK = typer.Option("prod", "--stack", "-s", help="Stack name (`Pulumi.<stack>.
 NameOpt = Annotated[str | None, typer.Option(help="Render name; default: the stack file's.")]
 
 
-def _client(target: str | None, state_dir: Path | None, api_url: str | None) -> RenderClient:
+def _client(target: str | None, state_dir: Path | None, api_url: str | None) -> "RenderClient":
     from koinonia_infra.errors import EnvironmentProblem
     from koinonia_infra.render_api import RenderClient, api_access
 
@@ -34,7 +32,7 @@ def _client(target: str | None, state_dir: Path | None, api_url: str | None) -> 
     return RenderClient(access.url, access.key)
 
 
-def _show(adoption: Adoption) -> None:
+def _show(adoption: "Adoption") -> None:
     from rich.text import Text
 
     if adoption.changed:

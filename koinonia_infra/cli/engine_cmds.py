@@ -1,7 +1,5 @@
 """Commands that drive the Pulumi engine: preview, up, destroy-instance, outputs, engine."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,14 +36,14 @@ STACK = typer.Option("prod", "--stack", "-s", help="Stack name (Pulumi.<stack>.y
 FORMAT = typer.Option(Format.table, "--format", "-f", help="table (for people) or json.")
 
 
-def open_engine(stack: str, *, need_render_key: bool = True, create: bool = False) -> Engine:
+def open_engine(stack: str, *, need_render_key: bool = True, create: bool = False) -> "Engine":
     """The engine seam: tests replace this function with a fake engine."""
     from koinonia_infra.engine import open_stack
 
     return open_stack(stack, need_render_key=need_render_key, create=create)
 
 
-def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
+def build_seams(stack: str, ui: "DeployUI", *, deploy_timeout: float) -> "Seams":
     """The real seams around an operation: Render API, health checks, verify."""
     from koinonia_infra.deploy import Seams, adopted_names, http_health, wait_for_deploys
     from koinonia_infra.engine import descriptor_from_outputs, render_edge_lookup
@@ -57,12 +55,12 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
     settings = _settings(stack, project_dir)
     health_path = settings.api.health_check_path if settings else "/health"
 
-    def describe(outputs: Any) -> Descriptor:
+    def describe(outputs: Any) -> "Descriptor":
         return descriptor_from_outputs(
             outputs, stack=stack, project_dir=project_dir, edge_lookup=render_edge_lookup()
         )
 
-    def wait(descriptor: Descriptor, since: datetime) -> list[DeployOutcome]:
+    def wait(descriptor: "Descriptor", since: "datetime") -> "list[DeployOutcome]":
         from koinonia_infra.render_api import RenderClient
 
         client = RenderClient.for_descriptor(descriptor)
@@ -72,11 +70,11 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
             return wait_for_deploys(client, descriptor, since=since, timeout=deploy_timeout)
 
     def roll_env(
-        descriptor: Descriptor,
-        order: Sequence[int],
-        apply: ApplyEnv,
-        provider_deploys: Mapping[int, bool],
-    ) -> EnvRollout:
+        descriptor: "Descriptor",
+        order: "Sequence[int]",
+        apply: "ApplyEnv",
+        provider_deploys: "Mapping[int, bool]",
+    ) -> "EnvRollout":
         from koinonia_infra.deploy import roll_env_changes
         from koinonia_infra.measure.health import probe_health
         from koinonia_infra.ops.common import SteadyRun
@@ -102,7 +100,7 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
                 on_event=output.info,
             )
 
-    def error_logs(descriptor: Descriptor, start: datetime, end: datetime) -> LogScan:
+    def error_logs(descriptor: "Descriptor", start: "datetime", end: "datetime") -> "LogScan":
         from koinonia_infra.ops.logs import LogScan, instance_roles, scan_errors
         from koinonia_infra.render_api import RenderClient
 
@@ -125,7 +123,7 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
     )
 
 
-def _settings(stack: str, project_dir: Path) -> Settings | None:
+def _settings(stack: str, project_dir: Path) -> "Settings | None":
     from koinonia_infra.errors import ConfigError
     from koinonia_infra.project import stack_path
     from koinonia_infra.settings import load_settings
@@ -137,8 +135,8 @@ def _settings(stack: str, project_dir: Path) -> Settings | None:
 
 
 def verify_deployment(
-    descriptor: Descriptor, settings: Settings | None, health_path: str
-) -> VerifyOutcome:
+    descriptor: "Descriptor", settings: "Settings | None", health_path: str
+) -> "VerifyOutcome":
     """`verify` on the new deployment, with the stack's thresholds."""
     from koinonia_infra.deploy import VerifyOutcome
     from koinonia_infra.verify import VerifyOptions, run_verify

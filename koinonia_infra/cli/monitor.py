@@ -1,7 +1,5 @@
 """`koinonia-infra monitor`: the runbook's Step 8 on one screen, and its alert rules."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated

@@ -1,7 +1,5 @@
 """Day-2 operations over Render's REST API: `status`, `drill failover`, `rollout`."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Protocol
@@ -100,13 +98,15 @@ class _Report(Protocol):
 
 def _descriptor(
     stack: str | None, outputs: Path | None, target: str | None, state_dir: Path | None
-) -> Descriptor:
+) -> "Descriptor":
     from koinonia_infra.targets import resolve_descriptor
 
     return resolve_descriptor(stack=stack, outputs=outputs, target=target, state_dir=state_dir)
 
 
-def _client(descriptor: Descriptor, api_url: str | None, *, required: str | None) -> RenderClient:
+def _client(
+    descriptor: "Descriptor", api_url: str | None, *, required: str | None
+) -> "RenderClient":
     from koinonia_infra.render_api import RenderClient
 
     client = RenderClient.for_descriptor(descriptor, api_url)
@@ -148,7 +148,7 @@ def _emit(
     fmt: Format,
     report_file: Path | None,
     markdown: str,
-    table: RenderableType,
+    table: "RenderableType",
     *,
     failure_note: str = "",
 ) -> None:
@@ -379,7 +379,7 @@ def rollout(
 
     output.info(timing.summary())
 
-    def refresh() -> Descriptor:
+    def refresh() -> "Descriptor":
         return _descriptor(stack, outputs, target, state_dir)
 
     with sigterm_as_interrupt(), client, deployment_lock(descriptor, "rollout"):

@@ -1,7 +1,5 @@
 """`koinonia-infra plan`: the desired state of a stack, offline, with its monthly cost."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -68,7 +66,7 @@ _SHORT_TYPE = {
 ENV_VARS = "render:services:EnvVarsForService"
 
 
-def _properties(res: Registration) -> str:
+def _properties(res: "Registration") -> str:
     inputs = res.inputs
     if res.type == "render:services:WebService":
         details: dict[str, Any] = inputs.get("serviceDetails") or {}
@@ -86,7 +84,7 @@ def _properties(res: Registration) -> str:
     return ""
 
 
-def _headline(res: Registration) -> Text:
+def _headline(res: "Registration") -> Text:
     from koinonia_infra.plan import plan_of
 
     action = f"adopt {res.import_id}" if res.import_id else "create"
@@ -99,14 +97,17 @@ def _headline(res: Registration) -> Text:
     )
 
 
-def _guard(res: Registration) -> Text | None:
+def _guard(res: "Registration") -> Text | None:
     if not res.protect:
         return None
     return Text("protected" + (", retained on delete" if res.retain_on_delete else ""), "magenta")
 
 
 def _env_lines(
-    env: Registration, service: Registration, result: Plan, wiring: dict[str, list[Connection]]
+    env: "Registration",
+    service: "Registration",
+    result: "Plan",
+    wiring: "dict[str, list[Connection]]",
 ) -> list[Text]:
     from koinonia_infra.plan import env_entries, is_secret
     from koinonia_infra.program.edge import CADDYFILE_ENV
@@ -130,7 +131,7 @@ def _env_lines(
     return lines
 
 
-def render_table(result: Plan) -> RenderableType:
+def render_table(result: "Plan") -> "RenderableType":
     """A tree of the declared resources (env vars under their service), then the cost table."""
     from rich.console import Group
     from rich.table import Table

@@ -1,7 +1,5 @@
 """`sandbox up | status | down`: the production architecture on this machine."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -101,7 +99,7 @@ def register(app: typer.Typer) -> None:
 # ---- rendering ---------------------------------------------------------------------------------
 
 
-def _up_json(result: UpResult) -> dict[str, Any]:
+def _up_json(result: "UpResult") -> dict[str, Any]:
     d = result.descriptor
     return {
         "stateDir": str(result.state_dir),
@@ -118,7 +116,7 @@ def _up_json(result: UpResult) -> dict[str, Any]:
     }
 
 
-def _render_up(result: UpResult, fmt: Format) -> None:
+def _render_up(result: "UpResult", fmt: Format) -> None:
     if result.already_running:
         output.warning(
             f"sandbox already running in {result.state_dir} (edge {result.descriptor.edge_url}); "
@@ -148,7 +146,7 @@ def _render_up(result: UpResult, fmt: Format) -> None:
     output.info(f"edge and verify settings: {esc(result.stack.describe())}")
 
 
-def _render_status(result: StatusResult, fmt: Format) -> None:
+def _render_status(result: "StatusResult", fmt: Format) -> None:
     if fmt == "json":
         output.json(
             {
@@ -190,7 +188,7 @@ def _render_status(result: StatusResult, fmt: Format) -> None:
         output.out.print(health)
 
 
-def _render_down(result: DownResult) -> None:
+def _render_down(result: "DownResult") -> None:
     if result.was_running:
         roles = ", ".join(r.role for r in result.stopped)
         output.success(f"sandbox stopped ({roles})")

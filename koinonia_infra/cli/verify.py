@@ -1,7 +1,5 @@
 """`koinonia-infra verify`: health, load distribution, latency, parity and deploy status."""
 
-from __future__ import annotations
-
 import contextlib
 from enum import StrEnum
 from pathlib import Path
@@ -372,7 +370,7 @@ def _capacity(
         raise typer.Exit(result.exit_code)
 
 
-def render_table(result: VerifyReport) -> Table:
+def render_table(result: "VerifyReport") -> "Table":
     from rich.markup import escape
     from rich.table import Table
 
