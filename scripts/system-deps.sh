@@ -13,8 +13,10 @@ command -v caddy >/dev/null 2>&1 || missing+=(caddy)
 if command -v apt-get >/dev/null 2>&1; then
   command -v setcap >/dev/null 2>&1 || [ -x /usr/sbin/setcap ] || missing+=(libcap2-bin)
 fi
+# wrk: benchmarks/bench_probe.py compares the load client with it (`make bench`).
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system deps: postgresql, redis-server, caddy (and setcap) present"
+  echo "system deps: postgresql, redis-server, caddy, wrk (and setcap) present"
   exit 0
 fi
 

@@ -209,6 +209,12 @@ class _Conn(asyncio.Protocol):
             )
 
 
+def _expire(waiter: asyncio.Future[_Raw], conn: _Conn) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+    conn.abort()
+
+
 def _invalid(exc: httptools.HttpParserError) -> ProtocolError:
     detail = " ".join(str(exc).split())[:80]
     return ProtocolError(f"invalid HTTP response ({detail})" if detail else "invalid HTTP response")
@@ -257,9 +263,10 @@ class LeanClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
-    async def _exchange(self, request: bytes) -> _Raw:
+    async def _exchange(self, request: bytes, deadline: float) -> _Raw:
         # A pooled connection the server closed while idle fails before any byte arrives: that
         # is the client's doing, not the server's, so it is retried once on a fresh connection.
+        loop = asyncio.get_running_loop()
         for attempt in (0, 1):
             conn: _Conn | None = None
             while self._idle:
@@ -269,9 +276,14 @@ class LeanClient:
                     break
             reused = conn is not None
             if conn is None:
-                conn = await self._connect()
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    conn = await self._connect()
+            waiter = conn.send(request)
+            # One timer per request, not an `asyncio.timeout` scope: the scope's task
+            # cancellation machinery is per-request CPU the load would report as latency.
+            timer = loop.call_later(max(0.0, deadline - time.monotonic()), _expire, waiter, conn)
             try:
-                raw = await conn.send(request)
+                raw = await waiter
             except ConnectionClosed as exc:
                 conn.abort()
                 if reused and not exc.got_bytes and attempt == 0:
@@ -280,6 +292,8 @@ class LeanClient:
             except BaseException:
                 conn.abort()
                 raise
+            finally:
+                timer.cancel()
             if raw.keep_alive and not conn.closed:
                 self._idle.append(conn)
             else:
@@ -292,8 +306,7 @@ class LeanClient:
         the whole exchange (connect, headers, body) has `timeout` seconds."""
         async with self._slots:
             sent = time.monotonic()
-            async with asyncio.timeout(self.timeout):
-                return sent, await self._exchange(request)
+            return sent, await self._exchange(request, sent + self.timeout)
 
     async def aclose(self) -> None:
         for conn in self._idle:
@@ -370,11 +383,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
 
 class _Probe:
-    """Load GETs through httpx: one prebuilt `httpx.Request`, handed to `LeanTransport` directly.
-
-    `httpx.AsyncClient` in front of the same transport (URL merging, cookies, auth and redirect
-    machinery on every request) cost about a third of the rate and added up to 1.8x to p50 on a
-    2-core box (docs/verify.md), so the load skips that layer; nothing it adds is used here.
+    """Load GETs straight on `LeanClient`: the request serialized once, the answer read from the
+    parser's own fields. httpx is the API of every other read; here its per-request work
+    (building an `httpx.Response` and its headers) is CPU the client would report as the
+    target's latency: against a target faster than the client (the edge's self-answered
+    `/_edge/health`, benchmarks/bench_probe.py) going through `LeanTransport` held the probe to
+    0.25x wrk's rate with 3.9x its p50 on a 2-core box.
     `get()` never raises: a failure is a sample with a one-line reason.
     """
 
@@ -387,22 +401,26 @@ class _Probe:
         max_connections: int,
         verify_tls: bool,
     ) -> None:
-        self.transport = LeanTransport(
+        self.lean = LeanClient(
             url,
             timeout=timeout,
             max_body_bytes=max_body_bytes,
             max_connections=max_connections,
             verify_tls=verify_tls,
         )
-        self.request = httpx.Request("GET", url, headers=_LOAD_HEADERS)
+        # httpx serializes the request line and headers once (Host, escaping of the path).
+        request = httpx.Request("GET", url, headers=_LOAD_HEADERS)
+        head = [b"GET ", request.url.raw_path, b" HTTP/1.1\r\n"]
+        for key, value in request.headers.raw:
+            head += (key, b": ", value, b"\r\n")
+        self.payload = b"".join([*head, b"\r\n"])
         self.timeout = timeout
-        self.where = self.transport.lean.target.where
+        self.where = self.lean.target.where
 
     async def get(self) -> Sample:
         started = time.monotonic()
         try:
-            response = await self.transport.handle_async_request(self.request)
-            body = await response.aread()
+            sent, raw = await self.lean.request(self.payload)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure is a sample, never an escape
@@ -413,17 +431,16 @@ class _Probe:
                 upstream=None,
                 error=describe_error(exc, where=self.where, timeout=self.timeout),
             )
-        sent, finished = response.extensions["koinonia.timing"]
         return Sample(
             started=sent,
-            latency_ms=(finished - sent) * 1000.0,
-            status=response.status_code,
-            upstream=response.headers.get(UPSTREAM_HEADER) or upstream_from_body(body),
+            latency_ms=(raw.finished - sent) * 1000.0,
+            status=raw.status,
+            upstream=raw.upstream or upstream_from_body(raw.body),
             error=None,
         )
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        await self.lean.aclose()
 
 
 _LOAD_HEADERS = {
