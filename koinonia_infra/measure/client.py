@@ -34,6 +34,7 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: a /health body is a few hundred bytes
 MAX_HEAD = 64 << 10
 _UPSTREAM_BYTES = UPSTREAM_HEADER.lower().encode()
+_WATCHED_LENGTHS = frozenset(map(len, (b"content-length", b"transfer-encoding", _UPSTREAM_BYTES)))
 T = TypeVar("T")
 
 
@@ -44,9 +45,20 @@ def run_load(main: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+    result: list[T] = []
+
+    async def keep() -> None:
+        # The main task ends holding None, not the result: on its way out Python 3.11's
+        # asyncio.Runner.run calls signal.getsignal(SIGINT), which formats the repr of its handler,
+        # which holds the task, whose repr holds its result: every sample (0.5 s for 30,000).
+        result.append(await main)
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(keep())
+    return result[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +172,13 @@ class _Conn(asyncio.Protocol):
         raise self.failure
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value) + 4
+        self.headers.append((name, value))
+        size = len(name)
+        self.head_bytes += size + len(value) + 4
         if self.head_bytes > MAX_HEAD:
             self._refuse(f"response headers larger than {MAX_HEAD} bytes")
+        if size not in _WATCHED_LENGTHS:
+            return  # cheaper than lowering every name: most headers are none of the three
         key = name.lower()
         if key == b"content-length":
             if value.strip().isdigit() and int(value) > self.max_body:
@@ -175,7 +191,6 @@ class _Conn(asyncio.Protocol):
             self.framed = True
         elif key == _UPSTREAM_BYTES:
             self.upstream = value.strip().decode("latin-1")
-        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -223,7 +238,9 @@ def _invalid(exc: httptools.HttpParserError) -> ProtocolError:
 class LeanClient:
     """Keep-alive HTTP/1.1 connections to one origin; at most `max_connections` requests in
     flight (one per connection), idle connections reused. Use from a single event loop;
-    `LeanTransport` puts httpx in front of it.
+    `LeanTransport` puts httpx in front of it. `max_connections=None`: the caller bounds its own
+    concurrency (the load's workers, the steady rate's in-flight cap), and no semaphore is paid
+    for on every request.
     """
 
     def __init__(
@@ -232,7 +249,7 @@ class LeanClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_body_bytes: int = DEFAULT_MAX_BODY,
-        max_connections: int = 64,
+        max_connections: int | None = 64,
         verify_tls: bool = True,
     ) -> None:
         self.target = _Target.parse(url)
@@ -240,8 +257,7 @@ class LeanClient:
         self.max_body = max_body_bytes
         self.max_connections = max_connections
         self._idle: list[_Conn] = []
-        self._open = 0
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = None if max_connections is None else asyncio.Semaphore(max_connections)
         self._ssl: ssl.SSLContext | None = None
         if self.target.tls:
             self._ssl = ssl.create_default_context()
@@ -304,6 +320,9 @@ class LeanClient:
     async def request(self, request: bytes) -> tuple[float, _Raw]:
         """Send one serialized request; (time.monotonic() at send, response). Raises on failure;
         the whole exchange (connect, headers, body) has `timeout` seconds."""
+        if self._slots is None:
+            sent = time.monotonic()
+            return sent, await self._exchange(request, sent + self.timeout)
         async with self._slots:
             sent = time.monotonic()
             return sent, await self._exchange(request, sent + self.timeout)
@@ -398,14 +417,14 @@ class _Probe:
         *,
         timeout: float,
         max_body_bytes: int,
-        max_connections: int,
         verify_tls: bool,
     ) -> None:
+        # Its callers bound their requests in flight themselves (see LeanClient).
         self.lean = LeanClient(
             url,
             timeout=timeout,
             max_body_bytes=max_body_bytes,
-            max_connections=max_connections,
+            max_connections=None,
             verify_tls=verify_tls,
         )
         # httpx serializes the request line and headers once (Host, escaping of the path).

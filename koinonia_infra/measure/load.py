@@ -172,7 +172,6 @@ async def burst_async(
         url,
         timeout=timeout,
         max_body_bytes=max_body_bytes,
-        max_connections=workers,
         verify_tls=verify_tls,
     )
     rounds = _Rounds(client, workers, stop_when, deadline)
@@ -347,7 +346,6 @@ class SteadyTraffic:
             self.url,
             timeout=self.timeout,
             max_body_bytes=self.max_body,
-            max_connections=self.max_in_flight,
             verify_tls=self.verify_tls,
         )
         c = self._counters
