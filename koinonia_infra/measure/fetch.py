@@ -4,7 +4,9 @@ carries the reason."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +47,13 @@ class Fetched:
             return None, "body is not usable JSON (nested too deeply)"
 
 
+@functools.cache
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    """One TLS context per process: building one loads the CA bundle, ~70 ms, which every
+    /health probe (a client each) would otherwise pay, and a drill probes many times a second."""
+    return httpx.create_ssl_context(verify=verify)
+
+
 def make_http_client(
     *,
     timeout: float = DEFAULT_TIMEOUT,
@@ -63,7 +72,7 @@ def make_http_client(
     return httpx.AsyncClient(
         transport=transport,
         limits=limits,
-        verify=verify_tls,
+        verify=_tls_context(verify_tls),
         timeout=httpx.Timeout(timeout),
         follow_redirects=follow_redirects,
         max_redirects=MAX_REDIRECTS,
