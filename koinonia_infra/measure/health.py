@@ -11,6 +11,11 @@ is not JSON (a 200 with a plain-text or HTML body is some other server answering
 whose `status` is not "ok". `verify`'s instance-health check applies this rule and then checks
 more of the body (the datastores' fields, the environment); every other command (status, drill,
 rollout, resume, up, destroy-instance, sandbox status) stops at the rule.
+
+Render's own health check is looser: any 2xx or 3xx within 5 seconds passes
+(https://render.com/docs/health-checks, "Health check protocol"). So a deploy Render calls live
+can still be unhealthy here (a 200 from the wrong server, a degraded body): the tool's verdict
+is about our contract, Render's only about routing.
 """
 
 from __future__ import annotations
