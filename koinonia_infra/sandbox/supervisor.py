@@ -55,6 +55,7 @@ from koinonia_infra.sandbox.datastores_api import Datastores, sandbox_datastores
 from koinonia_infra.sandbox.observability import Observer
 from koinonia_infra.sandbox.stack import edge_settings, supervisor_stack, write_sandbox_stack
 from koinonia_infra.sandbox.state import (
+    STATE_FILE,
     ProcessRecord,
     SandboxState,
     load_secrets,
@@ -553,11 +554,14 @@ class Supervisor:
         self.children.clear()
         if self._session is not None:
             await self._session.close()
-        # Everything is stopped. On a full disk this last record cannot be written; the one left
-        # names only dead processes (is_alive checks each), and the error that stopped a start
-        # must still reach `sandbox up` rather than this one.
-        with contextlib.suppress(KoinoniaError):
+        # Everything is stopped. On a full disk this last record cannot be written: the record
+        # goes instead (an unlink needs no space), so nothing is left claiming a running sandbox;
+        # and the error that stopped a start must still reach `sandbox up` rather than this one.
+        try:
             self.save_state(running=False)
+        except KoinoniaError:
+            with contextlib.suppress(OSError):
+                (self.state_dir / STATE_FILE).unlink()
 
     # ---- the control plane's backend ---------------------------------------------------------
 
