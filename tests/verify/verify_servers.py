@@ -51,7 +51,7 @@ class ServerThread:
     def stop_server(self, port: int) -> None:
         for server in self.servers:
             if server.sockets and server.sockets[0].getsockname()[1] == port:
-                server.close()
+                # Closed on its own loop's thread: asyncio objects are not thread-safe.
                 asyncio.run_coroutine_threadsafe(self._close_clients(server), self.loop).result(5)
 
     @staticmethod
