@@ -49,6 +49,6 @@ def resolve_descriptor(
                 f"no running sandbox in {path.parent}: start one with `koinonia-infra sandbox up`"
             )
         return load_descriptor(path)
-    from koinonia_infra.engine import read_descriptor
+    from koinonia_infra.deploy.outputs import read_descriptor
 
     return read_descriptor(stack or default_stack)

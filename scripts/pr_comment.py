@@ -8,7 +8,7 @@ Inputs: `koinonia-infra preview --format json` of the pull request, and `koinoni
         --plan plan-pr.json --base-plan plan-main.json --run-url URL > comment.md
 
 It runs where the tool is installed, and reads preview steps with the tool's own vocabulary
-(koinonia_infra.deploy), so the comment and `koinonia-infra preview` never disagree.
+(koinonia_infra.deploy.types), so the comment and `koinonia-infra preview` never disagree.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from koinonia_infra.deploy import (
+from koinonia_infra.deploy.types import (
     DATASTORE_TYPES,
     DELETE_OPS,
     ENV_VARS,

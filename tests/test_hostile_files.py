@@ -135,7 +135,7 @@ def test_plan_at_the_instance_bound(project: Path) -> None:
 
 
 def test_destroy_instance_edit_refuses_duplicates_like_plan() -> None:
-    from koinonia_infra.stackfile import remove_instance
+    from koinonia_infra.deploy.stackfile import remove_instance
 
     body = HEAD + "  koinonia:api:\n    instances: [1, 2]\n    instances: [1, 2, 3]\n"
     with pytest.raises(ConfigError) as info:
@@ -145,7 +145,7 @@ def test_destroy_instance_edit_refuses_duplicates_like_plan() -> None:
 
 
 def test_engine_reads_stack_and_project_files_strictly(tmp_path: Path) -> None:
-    from koinonia_infra.engine import _read_yaml
+    from koinonia_infra.deploy.engine import _read_yaml
 
     path = tmp_path / "Pulumi.yaml"
     path.write_text("name: koinonia\nbackend:\n  url: file://a\nbackend:\n  url: s3://b\n")

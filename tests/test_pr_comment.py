@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from koinonia_infra.deploy import ChangePlan, Step
+from koinonia_infra.deploy.types import ChangePlan, Step
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pr_comment.py"
 URN = "urn:pulumi:prod::koinonia::{type}::{name}"

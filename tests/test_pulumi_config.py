@@ -202,7 +202,7 @@ def test_plan_refuses_a_stack_the_engine_would_refuse_naming_key_and_file(
 
 
 def test_preview_checks_the_stack_before_it_needs_the_engine(project_dir: Path) -> None:
-    from koinonia_infra.engine import open_stack
+    from koinonia_infra.deploy.engine import open_stack
 
     (project_dir / "Pulumi.dev.yaml").write_text("config:\n  koinonia:region: oregon\n")
     with pytest.raises(ConfigError, match="missing configuration value 'koinonia:ownerId'"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from koinonia_infra.stackfile import remove_instance
+from koinonia_infra.deploy.stackfile import remove_instance
 
 SEQUENCE_STYLES = {
     # (name, text before, text after removing instance 2)

@@ -581,7 +581,7 @@ def test_rollback_refuses_to_run_from_another_branch(tmp_path: Path) -> None:
 
 
 def test_the_pulumi_cli_installed_is_the_version_the_tool_pins() -> None:
-    from koinonia_infra.engine import PULUMI_VERSION
+    from koinonia_infra.deploy.engine import PULUMI_VERSION
 
     installs = [
         (name, step)

@@ -26,6 +26,7 @@ from koinonia_infra.adopt.provider import (
     ImportDiff,
     import_diff,
 )
+from koinonia_infra.deploy.stackfile import _yaml, settings_of_text
 from koinonia_infra.errors import ConfigError, UsageError
 from koinonia_infra.settings import (
     NAMESPACE,
@@ -35,7 +36,6 @@ from koinonia_infra.settings import (
     looks_secret,
     read_stack_text,
 )
-from koinonia_infra.stackfile import _yaml, settings_of_text
 
 SECTIONS = ("api", "postgres", "keyValue")
 # Render's service types other than a web service (spec: serviceType); only a web service can be

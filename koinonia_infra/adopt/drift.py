@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from koinonia_infra.deploy import WEB_SERVICE, ChangePlan
+from koinonia_infra.deploy.types import WEB_SERVICE, ChangePlan
 from koinonia_infra.program.api import adopted_service_ignore
 
 REFRESH_NOISE: frozenset[str] = frozenset(

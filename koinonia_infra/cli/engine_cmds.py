@@ -1,192 +1,48 @@
-"""Commands that drive the Pulumi engine: preview, up, destroy-instance, outputs, engine."""
+"""Commands that drive the Pulumi engine: preview, up, destroy-instance, outputs, engine.
+Each parses its options and makes one call into koinonia_infra.deploy.wiring."""
 
-from enum import StrEnum
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Annotated
 
 import typer
 
+from koinonia_infra.cli.options import DEFAULT_STACK, Format, FormatOption, Stack, Yes
 from koinonia_infra.console import output
 from koinonia_infra.errors import EXIT_CODES_HELP
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from datetime import datetime
-
-    from koinonia_infra.deploy import (
-        ApplyEnv,
-        DeployOutcome,
-        DeployUI,
-        EnvRollout,
-        Seams,
-        VerifyOutcome,
-    )
-    from koinonia_infra.descriptor import Descriptor
-    from koinonia_infra.engine import Engine
-    from koinonia_infra.ops.logs import LogScan
-    from koinonia_infra.settings import Settings
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-
-
-STACK = typer.Option("prod", "--stack", "-s", help="Stack name (Pulumi.<stack>.yaml).")
-FORMAT = typer.Option(Format.table, "--format", "-f", help="table (for people) or json.")
-
-
-def open_engine(stack: str, *, need_render_key: bool = True, create: bool = False) -> "Engine":
-    """The engine seam: tests replace this function with a fake engine."""
-    from koinonia_infra.engine import open_stack
-
-    return open_stack(stack, need_render_key=need_render_key, create=create)
-
-
-def build_seams(stack: str, ui: "DeployUI", *, deploy_timeout: float) -> "Seams":
-    """The real seams around an operation: Render API, health checks, verify."""
-    from koinonia_infra.deploy import Seams, adopted_names, http_health, wait_for_deploys
-    from koinonia_infra.engine import descriptor_from_outputs, render_edge_lookup
-    from koinonia_infra.errors import EnvironmentProblem
-    from koinonia_infra.ops.guard import hold_for_removal
-    from koinonia_infra.project import find_project_dir
-
-    project_dir = find_project_dir()
-    settings = _settings(stack, project_dir)
-    health_path = settings.api.health_check_path if settings else "/health"
-
-    def describe(outputs: Any) -> "Descriptor":
-        return descriptor_from_outputs(
-            outputs, stack=stack, project_dir=project_dir, edge_lookup=render_edge_lookup()
-        )
-
-    def wait(descriptor: "Descriptor", since: "datetime") -> "list[DeployOutcome]":
-        from koinonia_infra.render_api import RenderClient
-
-        client = RenderClient.for_descriptor(descriptor)
-        if client is None:
-            raise EnvironmentProblem("no Render API key to follow deploys: set RENDER_API_KEY")
-        with client:
-            return wait_for_deploys(client, descriptor, since=since, timeout=deploy_timeout)
-
-    def roll_env(
-        descriptor: "Descriptor",
-        order: "Sequence[int]",
-        apply: "ApplyEnv",
-        provider_deploys: "Mapping[int, bool]",
-    ) -> "EnvRollout":
-        from koinonia_infra.deploy import roll_env_changes
-        from koinonia_infra.measure.health import probe_health
-        from koinonia_infra.ops.common import SteadyRun
-        from koinonia_infra.ops.guard import deployment_lock
-        from koinonia_infra.render_api import RenderClient
-
-        client = RenderClient.for_descriptor(descriptor)
-        if client is None:
-            raise EnvironmentProblem(
-                "no Render API key to roll out env changes: set RENDER_API_KEY"
-            )
-        # The same lock `rollout` and the drill take: none of them may overlap this one.
-        with client, deployment_lock(descriptor, "up (env changes)"):
-            return roll_env_changes(
-                descriptor,
-                order,
-                apply,
-                provider_deploys,
-                client=client,
-                start_traffic=SteadyRun,
-                probe=probe_health,
-                deploy_timeout=deploy_timeout,
-                on_event=output.info,
-            )
-
-    def error_logs(descriptor: "Descriptor", start: "datetime", end: "datetime") -> "LogScan":
-        from koinonia_infra.ops.logs import LogScan, instance_roles, scan_errors
-        from koinonia_infra.render_api import RenderClient
-
-        client = RenderClient.for_descriptor(descriptor)
-        if client is None:
-            return LogScan(read=False, start=start, end=end, reason="no Render API key")
-        with client:
-            return scan_errors(client, instance_roles(descriptor), start=start, end=end)
-
-    return Seams(
-        ui=ui,
-        descriptor_from_outputs=describe,
-        wait_for_deploys=wait,
-        verify=lambda d: verify_deployment(d, settings, health_path),
-        health=http_health(health_path),
-        roll_env=roll_env,
-        hold=lambda descriptor, number: hold_for_removal(descriptor, number, stack=stack),
-        adopted=adopted_names(settings),
-        error_logs=error_logs,
-    )
-
-
-def _settings(stack: str, project_dir: Path) -> "Settings | None":
-    from koinonia_infra.errors import ConfigError
-    from koinonia_infra.project import stack_path
-    from koinonia_infra.settings import load_settings
-
-    try:
-        return load_settings(stack_path(stack, project_dir))
-    except ConfigError:
-        return None
-
-
-def verify_deployment(
-    descriptor: "Descriptor", settings: "Settings | None", health_path: str
-) -> "VerifyOutcome":
-    """`verify` on the new deployment, with the stack's thresholds."""
-    from koinonia_infra.deploy import VerifyOutcome
-    from koinonia_infra.verify import VerifyOptions, run_verify
-
-    options = VerifyOptions.from_settings(
-        settings.verify if settings else None, use_environment=True, health_path=health_path
-    )
-    report = run_verify(descriptor, options, on_progress=output.info)
-    from koinonia_infra.ops.guard import suspended_hints, suspended_in_verify, target_flags
-
-    flags = target_flags(stack=descriptor.stack)
-    for hint in suspended_hints(suspended_in_verify(report), flags):
-        output.warning(hint)
-    failed = [f"{c.name} ({c.target})" for c in report.failed]
-    if report.passed:
-        return VerifyOutcome(True, f"{len(report.checks)} checks, none failed")
-    return VerifyOutcome(False, f"{len(failed)} check(s) failed: {', '.join(failed)}")
-
-
-# ------------------------------------------------------------------------------------------
+DeployTimeout = Annotated[
+    float,
+    typer.Option(
+        "--deploy-timeout", metavar="SECONDS", help="How long to wait for Render deploys."
+    ),
+]
 
 
 def preview(
-    stack: str = STACK,
+    stack: Stack = DEFAULT_STACK,
     diff: bool = typer.Option(False, "--diff", help="Ask the engine for property-level diffs."),
     refresh: bool = typer.Option(
         False,
         "--refresh",
         help="Read the live state first (drift); known refresh noise is not counted.",
     ),
-    fmt: Format = FORMAT,
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Show what `up` would change (live, with the policy pack).
 
     Replacements and deletions of datastores or API services are called out in red.
     JSON: {stack, changeSummary, steps}."""
-    from koinonia_infra.deploy import adopted_names, run_preview
-    from koinonia_infra.engine_display import RichUI
-    from koinonia_infra.project import find_project_dir
+    from koinonia_infra.deploy.display import RichUI
+    from koinonia_infra.deploy.wiring import preview_stack
 
-    adopted = adopted_names(_settings(stack, find_project_dir()))
-    plan = run_preview(open_engine(stack), RichUI(), diff=diff, adopted=adopted, refresh=refresh)
+    plan = preview_stack(stack, RichUI(), diff=diff, refresh=refresh)
     if fmt is Format.json:
         output.json(plan.to_json())
 
 
 def up(
     *,
-    stack: str = STACK,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (CI)."),
+    stack: Stack = DEFAULT_STACK,
+    yes: Yes = False,
     allow_data_loss: bool = typer.Option(
         False, "--allow-data-loss", help="Allow an update that deletes or replaces a datastore."
     ),
@@ -196,24 +52,21 @@ def up(
         help="Allow an update that replaces or deletes a live API instance.",
     ),
     skip_verify: bool = typer.Option(False, "--skip-verify", help="Do not run verify afterwards."),
-    deploy_timeout: float = typer.Option(
-        900.0, "--deploy-timeout", metavar="SECONDS", help="How long to wait for Render deploys."
-    ),
-    fmt: Format = FORMAT,
+    deploy_timeout: DeployTimeout = 900.0,
+    fmt: FormatOption = Format.table,
 ) -> None:
     """Preview, confirm, update the stack, wait for every Render deploy, then verify."""
-    from koinonia_infra.deploy import run_up
-    from koinonia_infra.engine_display import RichUI
+    from koinonia_infra.deploy.display import RichUI
+    from koinonia_infra.deploy.wiring import up_stack
 
-    ui = RichUI()
-    engine = open_engine(stack, create=True)
-    report = run_up(
-        engine,
-        build_seams(stack, ui, deploy_timeout=deploy_timeout),
+    report = up_stack(
+        stack,
+        RichUI(),
         yes=yes,
         allow_data_loss=allow_data_loss,
         allow_instance_replacement=allow_instance_replacement,
         skip_verify=skip_verify,
+        deploy_timeout=deploy_timeout,
     )
     if fmt is Format.json:
         output.json(report.to_json())
@@ -222,71 +75,37 @@ def up(
 def destroy_instance(
     number: int = typer.Argument(..., metavar="N", help="The instance number to remove."),
     *,
-    stack: str = STACK,
+    stack: Stack = DEFAULT_STACK,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask to type the service name."),
     force: bool = typer.Option(
         False, "--force", help="Proceed even if a surviving instance is unhealthy."
     ),
-    deploy_timeout: float = typer.Option(
-        900.0, "--deploy-timeout", metavar="SECONDS", help="How long to wait for Render deploys."
-    ),
+    deploy_timeout: DeployTimeout = 900.0,
 ) -> None:
     """Roll back: remove instance N and update the stack, with guard rails.
 
     Checks the survivors are healthy, shows exactly what will be deleted, asks for the service
     name, edits api.instances in Pulumi.<stack>.yaml (restored if the update fails). Commit the
     stack file afterwards, or the next deploy brings instance N back."""
-    from koinonia_infra.deploy import DestroyRequest, check_destroy_request, run_destroy_instance
-    from koinonia_infra.engine_display import RichUI
-    from koinonia_infra.project import find_project_dir, stack_path
-    from koinonia_infra.settings import load_settings
-    from koinonia_infra.stackfile import remove_instance, settings_of_text
+    from koinonia_infra.deploy.display import RichUI
+    from koinonia_infra.deploy.wiring import destroy_instance as destroy
 
-    project_dir = find_project_dir()
-    path = stack_path(stack, project_dir)
-    settings = load_settings(path)
-    check_destroy_request(number, settings.api.instances)
-    new_text = remove_instance(path.read_text(encoding="utf-8"), number, source=str(path))
-    settings_of_text(new_text, source=str(path))
-
-    ui = RichUI()
-    engine = open_engine(stack)
-    seams = build_seams(stack, ui, deploy_timeout=deploy_timeout)
-    current = seams.descriptor_from_outputs(engine.outputs())
-    request = DestroyRequest(
-        number=number,
-        service_name=settings.api.service_name(number),
-        stack_file=path,
-        new_stack_text=new_text,
-        yes=yes,
-        force=force,
-    )
-    from contextlib import nullcontext
-
-    with seams.hold(current, number) if seams.hold else nullcontext():
-        run_destroy_instance(engine, seams, request, current=current)
+    destroy(stack, number, RichUI(), yes=yes, force=force, deploy_timeout=deploy_timeout)
 
 
-def outputs(stack: str = STACK, fmt: Format = FORMAT) -> None:
+def outputs(stack: Stack = DEFAULT_STACK, fmt: FormatOption = Format.table) -> None:
     """The deployment descriptor from the stack outputs.
 
     The shape `verify --outputs FILE` reads and the sandbox writes."""
-    from koinonia_infra.engine import descriptor_from_outputs, render_edge_lookup
-
-    engine = open_engine(stack, need_render_key=False)
-    values = engine.outputs()
-    if not values:
-        from koinonia_infra.errors import ConfigError
-
-        raise ConfigError(f"stack {stack} has no outputs yet: run `koinonia-infra up` first")
-    descriptor = descriptor_from_outputs(values, stack=stack, edge_lookup=render_edge_lookup())
-    if fmt is Format.json:
-        output.json(descriptor.public_dict())
-        return
     from rich.table import Table
 
     from koinonia_infra.console import esc
+    from koinonia_infra.deploy.wiring import stack_descriptor
 
+    descriptor = stack_descriptor(stack)
+    if fmt is Format.json:
+        output.json(descriptor.public_dict())
+        return
     # Stack outputs are shown as written, never as rich markup.
     table = Table(
         title=f"stack {esc(stack)} · edge {esc(descriptor.edge_url)}", title_justify="left"
@@ -309,7 +128,7 @@ engine_app = typer.Typer(
 @engine_app.command("install")
 def engine_install() -> None:
     """Install the pinned Pulumi CLI into a per-user folder (preferred over PATH)."""
-    from koinonia_infra.engine import PULUMI_VERSION, install_engine, install_root
+    from koinonia_infra.deploy.engine import PULUMI_VERSION, install_engine, install_root
 
     output.info(f"installing pulumi {PULUMI_VERSION} into {install_root()}")
     status = install_engine()
@@ -317,9 +136,9 @@ def engine_install() -> None:
 
 
 @engine_app.command("status")
-def engine_status(fmt: Format = FORMAT) -> None:
+def engine_status(fmt: FormatOption = Format.table) -> None:
     """Which Pulumi engine would be used, and its version."""
-    from koinonia_infra.engine import engine_status as status_of
+    from koinonia_infra.deploy.engine import engine_status as status_of
 
     status = status_of()
     if fmt is Format.json:

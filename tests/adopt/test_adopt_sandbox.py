@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from koinonia_infra.adopt import core
 from koinonia_infra.cli import app
+from koinonia_infra.deploy.stackfile import settings_of_text
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.plan import plan_stack
 from koinonia_infra.render_api import RenderClient
-from koinonia_infra.stackfile import settings_of_text
 
 pytestmark = pytest.mark.integration
 

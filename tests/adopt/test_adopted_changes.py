@@ -12,14 +12,9 @@ from types import ModuleType
 import pytest
 from rich.console import Console
 
-from koinonia_infra.deploy import (
-    ChangePlan,
-    Step,
-    adopted_names,
-    refuse_instance_loss,
-    run_up,
-)
-from koinonia_infra.engine_display import render_plan
+from koinonia_infra.deploy.display import render_plan
+from koinonia_infra.deploy.types import ChangePlan, Step
+from koinonia_infra.deploy.up import adopted_names, refuse_instance_loss, run_up
 from koinonia_infra.errors import UsageError
 from koinonia_infra.settings import settings_from_config
 

@@ -11,8 +11,9 @@ from typing import Any
 from pulumi.automation.events import EngineEvent
 
 from koinonia_infra.adopt.drift import REFRESH_NOISE, filter_refresh_noise
-from koinonia_infra.deploy import ChangePlan, Step, run_preview
-from koinonia_infra.engine import StepCollector
+from koinonia_infra.deploy.engine import StepCollector
+from koinonia_infra.deploy.types import ChangePlan, Step
+from koinonia_infra.deploy.up import run_preview
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "engine"))
 from engine_fakes import FakeUI  # type: ignore[import-not-found, unused-ignore]

@@ -10,7 +10,7 @@ from typing import Any
 
 from pulumi.automation.events import EngineEvent
 
-from koinonia_infra.deploy import (
+from koinonia_infra.deploy.types import (
     ChangePlan,
     DeployOutcome,
     Seams,

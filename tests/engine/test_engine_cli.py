@@ -26,7 +26,8 @@ from engine_fakes import (
 )
 from typer.testing import CliRunner
 
-from koinonia_infra.cli import app, engine_cmds
+from koinonia_infra.cli import app
+from koinonia_infra.deploy import wiring
 from koinonia_infra.errors import OperationFailed, StackLocked
 
 runner = CliRunner()
@@ -52,9 +53,9 @@ def fake(monkeypatch: pytest.MonkeyPatch, project: Path) -> dict[str, Any]:
     def build_seams(stack: str, ui: Any, *, deploy_timeout: float) -> Any:
         return state["recorder"].seams(ui)
 
-    monkeypatch.setattr(engine_cmds, "open_engine", open_engine)
-    monkeypatch.setattr(engine_cmds, "build_seams", build_seams)
-    monkeypatch.setattr("koinonia_infra.engine.render_edge_lookup", lambda: None)
+    monkeypatch.setattr(wiring, "open_engine", open_engine)
+    monkeypatch.setattr(wiring, "build_seams", build_seams)
+    monkeypatch.setattr("koinonia_infra.deploy.outputs.render_edge_lookup", lambda: None)
     return state
 
 
@@ -256,7 +257,7 @@ def stub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path) -> dict
     monkeypatch.setenv("STUB_EVENTS", str(events))
     monkeypatch.setenv("STUB_OUTPUTS", json.dumps(OUTPUTS))
     monkeypatch.delenv("KOINONIA_DEBUG", raising=False)
-    monkeypatch.setattr("koinonia_infra.engine.render_edge_lookup", lambda: None)
+    monkeypatch.setattr("koinonia_infra.deploy.outputs.render_edge_lookup", lambda: None)
     return {"log": log, "events": events, "project": project}
 
 
@@ -303,7 +304,7 @@ def test_stub_up_passes_yes_and_skips_secrets(
 ) -> None:
     recorder = Recorder()
     # The real adapter, but no real Render API behind the deploy wait and verify.
-    monkeypatch.setattr(engine_cmds, "build_seams", lambda stack, ui, **_: recorder.seams(ui))
+    monkeypatch.setattr(wiring, "build_seams", lambda stack, ui, **_: recorder.seams(ui))
     result = runner.invoke(app, ["up", "--yes", "--format", "json"])
     assert result.exit_code == 0, _all(result)
     assert json.loads(result.stdout)["updated"] is True
@@ -322,7 +323,7 @@ def test_stub_up_passes_yes_and_skips_secrets(
 def test_stub_up_passes_target_and_exclude_urns(stub: dict[str, Path]) -> None:
     # `up` holds env changes out of the main update and applies them one targeted update at a
     # time: the URNs must reach the engine's own flags.
-    from koinonia_infra.engine import open_stack
+    from koinonia_infra.deploy.engine import open_stack
 
     env2 = "urn:pulumi:prod::koinonia::render:services:EnvVarsForService::api-2-env"
     engine = open_stack("prod", project_dir=stub["project"])
@@ -394,7 +395,7 @@ def test_engine_status_names_the_engine_and_version(stub: dict[str, Path]) -> No
 
 
 def test_pinned_engine_is_preferred_over_path(stub: dict[str, Path], tmp_path: Path) -> None:
-    from koinonia_infra.engine import PULUMI_VERSION, install_root
+    from koinonia_infra.deploy.engine import PULUMI_VERSION, install_root
 
     pinned = install_root(PULUMI_VERSION) / "bin" / "pulumi"
     pinned.parent.mkdir(parents=True)

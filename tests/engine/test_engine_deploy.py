@@ -21,16 +21,16 @@ from engine_fakes import (
     plan_of,
 )
 
-from koinonia_infra.deploy import (
-    DeployOutcome,
+from koinonia_infra.deploy.deploys import check_deploys, wait_for_deploys
+from koinonia_infra.deploy.destroy import (
     DestroyRequest,
-    check_deploys,
     check_destroy_request,
     run_destroy_instance,
-    run_up,
     unexpected_destroy_steps,
-    wait_for_deploys,
 )
+from koinonia_infra.deploy.stackfile import remove_instance
+from koinonia_infra.deploy.types import DeployOutcome
+from koinonia_infra.deploy.up import run_up
 from koinonia_infra.errors import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -39,7 +39,6 @@ from koinonia_infra.errors import (
     UsageError,
 )
 from koinonia_infra.render_api import DEPLOY_TERMINAL
-from koinonia_infra.stackfile import remove_instance
 
 CHANGE = plan_of(
     ("update", ENV, "api-1-env"), ("update", ENV, "api-2-env"), ("same", PG, "postgres")

@@ -20,8 +20,8 @@ from engine_fakes import (
 from pulumi.automation.events import EngineEvent
 from rich.console import Console
 
-from koinonia_infra.engine import StepCollector
-from koinonia_infra.engine_display import EngineDisplay, render_plan
+from koinonia_infra.deploy.display import EngineDisplay, render_plan
+from koinonia_infra.deploy.engine import StepCollector
 
 
 def _console() -> tuple[Console, io.StringIO]:

@@ -16,15 +16,9 @@ from pathlib import Path
 import pytest
 from engine_fakes import ENV, PG, WEB, FakeEngine, FakeUI, Recorder, plan_of
 
-from koinonia_infra.deploy import (
-    ApplyEnv,
-    ChangePlan,
-    EnvRollout,
-    Seams,
-    env_changes,
-    roll_env_changes,
-    run_up,
-)
+from koinonia_infra.deploy.env_rollout import env_changes, roll_env_changes
+from koinonia_infra.deploy.types import ApplyEnv, ChangePlan, EnvRollout, Seams
+from koinonia_infra.deploy.up import run_up
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import EXIT_FAILED, OperationFailed
 
@@ -266,13 +260,14 @@ def test_cli_up_exits_1_with_one_line_naming_the_unhealthy_instance(
 ) -> None:
     from typer.testing import CliRunner
 
-    from koinonia_infra.cli import app, engine_cmds
+    from koinonia_infra.cli import app
+    from koinonia_infra.deploy import wiring
 
     world, rec = World(), Recorder()
     engine = engine_on(world, broken=frozenset({2}))
     monkeypatch.delenv("KOINONIA_DEBUG", raising=False)
-    monkeypatch.setattr(engine_cmds, "open_engine", lambda stack, **_: engine)
-    monkeypatch.setattr(engine_cmds, "build_seams", lambda stack, ui, **_: seams_on(world, ui, rec))
+    monkeypatch.setattr(wiring, "open_engine", lambda stack, **_: engine)
+    monkeypatch.setattr(wiring, "build_seams", lambda stack, ui, **_: seams_on(world, ui, rec))
     result = CliRunner().invoke(app, ["up", "--yes"])
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if "not healthy" in line]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from koinonia_infra.deploy import http_health
+from koinonia_infra.deploy.destroy import http_health
 from koinonia_infra.descriptor import InstanceRef
 
 INSTANCE = InstanceRef(

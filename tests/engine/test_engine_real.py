@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from engine_fakes import SENTINEL
 
-from koinonia_infra.engine import locate_engine, open_stack
+from koinonia_infra.deploy.engine import locate_engine, open_stack
 from koinonia_infra.errors import EngineNotFound
 
 pytestmark = pytest.mark.engine

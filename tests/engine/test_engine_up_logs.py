@@ -8,7 +8,8 @@ from typing import Any
 
 from engine_fakes import FakeEngine, FakeUI, Recorder, plan_of
 
-from koinonia_infra.deploy import Seams, UpReport, run_up
+from koinonia_infra.deploy.types import Seams, UpReport
+from koinonia_infra.deploy.up import run_up
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.ops.logs import LogScan
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from koinonia_infra.deploy import http_health
+from koinonia_infra.deploy.destroy import http_health
 from koinonia_infra.descriptor import Descriptor, parse_descriptor
 from koinonia_infra.measure.fetch import fetch
 from koinonia_infra.measure.health import probe_health

@@ -13,9 +13,11 @@ import pytest
 from sandbox_ops import Drill
 from typer.testing import CliRunner
 
-from koinonia_infra.cli import app, engine_cmds
-from koinonia_infra.deploy import Seams, http_health
-from koinonia_infra.engine_display import RichUI
+from koinonia_infra.cli import app
+from koinonia_infra.deploy import wiring
+from koinonia_infra.deploy.destroy import http_health
+from koinonia_infra.deploy.display import RichUI
+from koinonia_infra.deploy.types import Seams
 from koinonia_infra.ops.guard import hold_for_removal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +42,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_the_real_seams_hold_the_deployment_around_destroy(project: Path) -> None:
-    seams = engine_cmds.build_seams("prod", RichUI(), deploy_timeout=1)
+    seams = wiring.build_seams("prod", RichUI(), deploy_timeout=1)
     assert seams.hold is not None
 
 
@@ -58,8 +60,8 @@ def test_destroy_instance_refuses_while_a_drill_holds_another_instance_down(
             hold=lambda descriptor, number: hold_for_removal(descriptor, number, stack=stack),
         )
 
-    monkeypatch.setattr(engine_cmds, "open_engine", lambda *_a, **_k: UnreachableEngine())
-    monkeypatch.setattr(engine_cmds, "build_seams", seams_for)
+    monkeypatch.setattr(wiring, "open_engine", lambda *_a, **_k: UnreachableEngine())
+    monkeypatch.setattr(wiring, "build_seams", seams_for)
     stack_file = project / "Pulumi.prod.yaml"
     before = stack_file.read_bytes()
 

@@ -12,7 +12,7 @@ from sandbox_ops import Drill, api_get, healthy, suspended, target
 from typer.testing import CliRunner
 
 from koinonia_infra.cli import app
-from koinonia_infra.cli.engine_cmds import verify_deployment
+from koinonia_infra.deploy.wiring import verify_deployment
 
 
 def invoke(args: list[str], lock_home: Path) -> Any:

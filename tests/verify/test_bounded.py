@@ -147,7 +147,7 @@ def test_identical_instances_pass_similarity(
 def test_client_timeout_outlasts_the_stacks_edge_retry_window(
     tmp_path: Path, fake_deployment: FakeDeployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import koinonia_infra.engine
+    import koinonia_infra.deploy.outputs
     from koinonia_infra.descriptor import parse_descriptor
 
     project = tmp_path / "project"
@@ -159,7 +159,7 @@ def test_client_timeout_outlasts_the_stacks_edge_retry_window(
     )
     monkeypatch.setenv("KOINONIA_PROJECT_DIR", str(project))
     monkeypatch.setattr(
-        koinonia_infra.engine,
+        koinonia_infra.deploy.outputs,
         "read_descriptor",
         lambda stack: parse_descriptor(fake_deployment.descriptor(), source=stack),
     )

@@ -390,7 +390,7 @@ def _stack_project(tmp_path: Path, verify_yaml: str) -> Path:
 def test_stack_config_sets_thresholds_and_flags_override_it(
     tmp_path: Path, fake_deployment: FakeDeployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import koinonia_infra.engine
+    import koinonia_infra.deploy.outputs
 
     project = _stack_project(tmp_path, "p95Ms: 0.002\nrequests: 12\nshareTolerancePoints: 20")
     monkeypatch.setenv("KOINONIA_PROJECT_DIR", str(project))
@@ -400,7 +400,7 @@ def test_stack_config_sets_thresholds_and_flags_override_it(
         seen.append(stack)
         return parse_descriptor(fake_deployment.descriptor(), source=stack)
 
-    monkeypatch.setattr(koinonia_infra.engine, "read_descriptor", read_descriptor)
+    monkeypatch.setattr(koinonia_infra.deploy.outputs, "read_descriptor", read_descriptor)
     result = verify_cli("--stack", "staging", "-f", "json")
     assert seen == ["staging"]
     assert result.exit_code == 1

@@ -23,14 +23,13 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
-from koinonia_infra.deploy import ChangePlan, Step, UpdateResult, merge_op
-from koinonia_infra.descriptor import Descriptor, EdgeRef, parse_descriptor
+from koinonia_infra.deploy.types import ChangePlan, Engine, EventSink, Step, UpdateResult, merge_op
 from koinonia_infra.errors import (
     ConfigError,
     EngineNotFound,
@@ -43,6 +42,7 @@ from koinonia_infra.project import find_project_dir, stack_path
 if TYPE_CHECKING:
     from pulumi.automation import PulumiCommand, Stack
     from pulumi.automation.events import EngineEvent
+
 
 # The Pulumi CLI this tool is tested with; pyproject pins the `pulumi` SDK to the same version.
 PULUMI_VERSION = "3.272.0"
@@ -63,38 +63,6 @@ SECRET_ENV_VARS = (
 )
 POLICY_DIR = "policy"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-EventSink = Callable[["EngineEvent"], None]
-
-
-class Engine(Protocol):
-    """What orchestration (koinonia_infra.deploy) needs from the engine."""
-
-    @property
-    def stack_name(self) -> str: ...
-
-    def preview(
-        self,
-        *,
-        on_event: EventSink | None = None,
-        diff: bool = False,
-        config_file: Path | None = None,
-        refresh: bool = False,
-    ) -> ChangePlan: ...
-
-    def up(
-        self,
-        *,
-        on_event: EventSink | None = None,
-        target: Sequence[str] | None = None,
-        exclude: Sequence[str] | None = None,
-    ) -> UpdateResult:
-        """`target`: update only these URNs; `exclude`: everything but these (their changes
-        wait for a later update). Used to apply env changes one instance at a time."""
-        ...
-
-    def outputs(self) -> dict[str, Any]: ...
-
 
 # ------------------------------------------------------------------------------------------
 # Secrets in engine text
@@ -565,73 +533,3 @@ def open_stack(
     pack = project_dir / POLICY_DIR
     has_pack = policy and (pack / "PulumiPolicy.yaml").is_file()
     return PulumiEngine(selected, policy_pack=pack if has_pack else None)
-
-
-# ------------------------------------------------------------------------------------------
-# Stack outputs → deployment descriptor
-# ------------------------------------------------------------------------------------------
-
-EdgeLookup = Callable[[str], str | None]
-
-
-def descriptor_from_outputs(
-    outputs: Mapping[str, Any],
-    *,
-    stack: str,
-    project_dir: Path | None = None,
-    edge_lookup: EdgeLookup | None = None,
-) -> Descriptor:
-    """The descriptor (same shape the sandbox writes) from the stack outputs, with the edge's
-    name from the settings and its service id looked up by name when a lookup is given."""
-    from koinonia_infra.settings import load_settings
-
-    data: dict[str, Any] = {k: outputs[k] for k in outputs}
-    data["stack"] = stack
-    render_url = os.environ.get("RENDER_API_URL")
-    if render_url:
-        data["renderApiUrl"] = render_url
-    try:
-        settings = load_settings(stack_path(stack, project_dir or find_project_dir()))
-    except (ConfigError, OSError):
-        settings = None
-    if settings is not None:
-        data["environment"] = settings.verify.environment
-        if settings.edge.enabled:
-            service_id = edge_lookup(settings.edge.name) if edge_lookup else None
-            data["edge"] = EdgeRef(name=settings.edge.name, service_id=service_id).model_dump(
-                by_alias=True, exclude_none=True
-            )
-    return parse_descriptor(data, source=f"outputs of stack {stack}")
-
-
-def render_edge_lookup() -> EdgeLookup | None:
-    """Find the edge's service id by name through the Render API, when a key is available."""
-    from koinonia_infra.errors import RenderApiError
-    from koinonia_infra.render_api import RenderClient, api_access
-
-    # The one rule of where the user's key may go (render_api.api_access).
-    access = api_access(None)
-    if access is None:
-        return None
-
-    def lookup(name: str) -> str | None:
-        try:
-            with RenderClient(access.url, access.key) as client:
-                found = [s for s in client.find_services(name) if s.name == name]
-        except RenderApiError:
-            return None
-        return found[0].id if len(found) == 1 else None
-
-    return lookup
-
-
-def read_descriptor(stack: str) -> Descriptor:
-    """The deployment descriptor of `stack`, from its outputs (used by `--stack`)."""
-    project_dir = find_project_dir()
-    engine = open_stack(stack, project_dir=project_dir, need_render_key=False, policy=False)
-    outputs = engine.outputs()
-    if not outputs:
-        raise ConfigError(f"stack {stack} has no outputs yet: run `koinonia-infra up` first")
-    return descriptor_from_outputs(
-        outputs, stack=stack, project_dir=project_dir, edge_lookup=render_edge_lookup()
-    )

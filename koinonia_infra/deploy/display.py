@@ -19,13 +19,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from koinonia_infra.deploy import ChangePlan, Level, Step, merge_op
-from koinonia_infra.engine import policy_violation_text, redact, step_from_event
+from koinonia_infra.deploy.engine import policy_violation_text, redact, step_from_event
+from koinonia_infra.deploy.types import ChangePlan, Level, Step, merge_op
 
 if TYPE_CHECKING:
     from pulumi.automation.events import EngineEvent
 
-    from koinonia_infra.engine import EventSink
+    from koinonia_infra.deploy.types import EventSink
 
 Operation = Literal["preview", "update"]
 
