@@ -8,6 +8,8 @@ from pathlib import Path
 from koinonia_infra.errors import UsageError
 
 PROJECT_FILE = "Pulumi.yaml"
+# The stack a command works on when it is given none.
+DEFAULT_STACK = "prod"
 
 
 def find_project_dir(start: Path | None = None) -> Path:

@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_STACK = "prod"
+from koinonia_infra.project import DEFAULT_STACK
+
+__all__ = ["DEFAULT_STACK"]  # re-exported: commands take their default from here
 
 
 class Format(StrEnum):

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from koinonia_infra.errors import ConfigError, UsageError
 from koinonia_infra.files import write_atomic
+from koinonia_infra.project import DEFAULT_STACK
 from koinonia_infra.settings import EdgeSettings, VerifySettings
 
 STACK_FILE = "stack.json"
-DEFAULT_STACK = "prod"
 # `--stack none`: the settings' defaults even inside a project with stack files.
 NO_STACK = "none"
 # A test's override of the edge (a JSON object in the stack file's `koinonia:edge` shape), so it
