@@ -1,7 +1,7 @@
 """The deploy package's vocabulary, imported by every module here and by nothing heavier: engine
 steps and plans (`Step`, `ChangePlan`, `UpdateResult`), the resource names and operation kinds
 that decide guard rails, what an operation reports (`DeployOutcome`, `UpReport`), and the
-protocols of its seams (`Engine`, `DeployUI`, `DeployClient`, `EnvRoller`, `Seams`).
+protocols of its seams (`Engine`, `DeployUI`, `DeployClient`, `InstanceRoller`, `Seams`).
 
 Keeping them in one module is what lets the orchestration (up.py, destroy.py), the engine
 adapter (engine.py) and the display (display.py) import each other's types without a cycle.
@@ -301,8 +301,8 @@ class DeployClient(Protocol):
 DescriptorFactory = Callable[[Mapping[str, Any]], Descriptor]
 Verifier = Callable[[Descriptor], VerifyOutcome]
 HealthCheck = Callable[[InstanceRef], HealthResult]  # measure.health: the one rule
-# Runs the update of instance N's env resource alone (the provider then deploys N).
-ApplyEnv = Callable[[int], None]
+# Runs the targeted update of instance N's held-back changes (the provider then deploys N).
+ApplyInstance = Callable[[int], None]
 # (descriptor, when the update started) → one outcome per service.
 DeployWaiter = Callable[[Descriptor, datetime], list[DeployOutcome]]
 # (descriptor, window start, window end) → the error-level log lines of the instances.
@@ -310,8 +310,8 @@ ErrorLogs = Callable[[Descriptor, datetime, datetime], "LogScan"]
 
 
 @dataclass(frozen=True)
-class EnvRollout:
-    """How applying env changes one instance at a time ended."""
+class InstanceRollout:
+    """How applying the instances' changes one instance at a time ended."""
 
     ok: bool
     error: str | None
@@ -319,18 +319,19 @@ class EnvRollout:
     exit_code: int = EXIT_OK
 
 
-class EnvRoller(Protocol):
-    """Applies env changes to `order`'s instances one at a time, health-gated (the CLI's is
-    `roll_env_changes` over ops/rollout.py). `provider_deploys[n]`: whether applying N's env
-    makes the provider deploy N itself (an update) or not (a create on an existing service)."""
+class InstanceRoller(Protocol):
+    """Applies the held-back changes to `order`'s instances one at a time, health-gated (the
+    CLI's is `roll_instance_changes` over ops/rollout.py). `provider_deploys[n]`: how many deploys
+    applying N's changes makes the provider start itself (one per update; none for an env
+    resource created on an existing service)."""
 
     def __call__(
         self,
         descriptor: Descriptor,
         order: Sequence[int],
-        apply: ApplyEnv,
-        provider_deploys: Mapping[int, bool],
-    ) -> EnvRollout: ...
+        apply: ApplyInstance,
+        provider_deploys: Mapping[int, int],
+    ) -> InstanceRollout: ...
 
 
 @dataclass
@@ -342,8 +343,8 @@ class Seams:
     wait_for_deploys: DeployWaiter
     verify: Verifier
     health: HealthCheck
-    # None: env changes go out with the rest of the update (all instances deploy at once).
-    roll_env: EnvRoller | None = None
+    # None: instance changes go out with the rest of the update (all deploy at once).
+    roll_instances: InstanceRoller | None = None
     # Held around destroy-instance N: the deployment lock, and a refusal while an instance other
     # than N is suspended or deploying (koinonia_infra/ops/guard.py). None: no such check.
     hold: Callable[[Descriptor, int], AbstractContextManager[None]] | None = None
@@ -380,7 +381,7 @@ class Engine(Protocol):
         exclude: Sequence[str] | None = None,
     ) -> UpdateResult:
         """`target`: update only these URNs; `exclude`: everything but these (their changes
-        wait for a later update). Used to apply env changes one instance at a time."""
+        wait for a later update). Used to apply the instances' changes one instance at a time."""
         ...
 
     def outputs(self) -> dict[str, Any]: ...

@@ -1,7 +1,7 @@
 """`preview` and `up`: show the plan, refuse data or instance loss, confirm, update, wait for the
-deploys, roll env changes one instance at a time, then verify. Free of engine details: the engine
-is the `Engine` protocol, the user a `DeployUI`, Render and the deployment small callables in
-`Seams`, so every decision is tested with fakes at those seams.
+deploys, roll the running instances' changes one instance at a time, then verify. Free of engine
+details: the engine is the `Engine` protocol, the user a `DeployUI`, Render and the deployment
+small callables in `Seams`, so every decision is tested with fakes at those seams.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from koinonia_infra.deploy.deploys import await_deploys
-from koinonia_infra.deploy.env_rollout import env_changes, roll_env
+from koinonia_infra.deploy.instance_rollout import instance_changes, roll_instances
 from koinonia_infra.deploy.types import ChangePlan, DeployUI, Seams, UpReport, VerifyOutcome
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import (
@@ -135,9 +135,9 @@ def run_up(
         refuse_data_loss(plan, allow=allow_data_loss)
         refuse_instance_loss(plan, allow=allow_instance_replacement)
         require_confirmation(ui, yes=yes, what=f"update stack {plan.stack}")
-        held = env_changes(plan) if seams.roll_env is not None else {}
-        held_urns = {step.urn for step in held.values()}
-        # Only held-back env changes: no main update (and no deploys of it to wait for).
+        held = instance_changes(plan) if seams.roll_instances is not None else {}
+        held_urns = {step.urn for steps in held.values() for step in steps}
+        # Only held-back instance changes: no main update (and no deploys of it to wait for).
         up_started = datetime.now(UTC)
         if not held or any(step.urn not in held_urns for step in plan.changes):
             started = datetime.now(UTC)
@@ -150,7 +150,7 @@ def run_up(
             descriptor = seams.descriptor_from_outputs(engine.outputs())
         report.updated = True
         if held:
-            report.deploys += roll_env(engine, seams, descriptor, held)
+            report.deploys += roll_instances(engine, seams, descriptor, held)
         report.logs = _report_error_logs(seams, descriptor, up_started)
     if skip_verify:
         ui.message("warning", "verification skipped (--skip-verify)")

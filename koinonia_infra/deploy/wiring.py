@@ -16,12 +16,12 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from koinonia_infra.deploy.types import (
-        ApplyEnv,
+        ApplyInstance,
         ChangePlan,
         DeployOutcome,
         DeployUI,
         Engine,
-        EnvRollout,
+        InstanceRollout,
         Seams,
         UpReport,
         VerifyOutcome,
@@ -67,13 +67,13 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
         with client:
             return wait_for_deploys(client, descriptor, since=since, timeout=deploy_timeout)
 
-    def roll_env(
+    def roll_instances(
         descriptor: Descriptor,
         order: Sequence[int],
-        apply: ApplyEnv,
-        provider_deploys: Mapping[int, bool],
-    ) -> EnvRollout:
-        from koinonia_infra.deploy.env_rollout import roll_env_changes
+        apply: ApplyInstance,
+        provider_deploys: Mapping[int, int],
+    ) -> InstanceRollout:
+        from koinonia_infra.deploy.instance_rollout import roll_instance_changes
         from koinonia_infra.measure.health import probe_health
         from koinonia_infra.ops.common import SteadyRun
         from koinonia_infra.ops.guard import deployment_lock
@@ -82,11 +82,11 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
         client = RenderClient.for_descriptor(descriptor)
         if client is None:
             raise EnvironmentProblem(
-                "no Render API key to roll out env changes: set RENDER_API_KEY"
+                "no Render API key to roll out the instances' changes: set RENDER_API_KEY"
             )
         # The same lock `rollout` and the drill take: none of them may overlap this one.
-        with client, deployment_lock(descriptor, "up (env changes)"):
-            return roll_env_changes(
+        with client, deployment_lock(descriptor, "up (instance changes)"):
+            return roll_instance_changes(
                 descriptor,
                 order,
                 apply,
@@ -114,7 +114,7 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
         wait_for_deploys=wait,
         verify=lambda d: verify_deployment(d, settings, health_path),
         health=http_health(health_path),
-        roll_env=roll_env,
+        roll_instances=roll_instances,
         hold=lambda descriptor, number: hold_for_removal(descriptor, number, stack=stack),
         adopted=adopted_names(settings),
         error_logs=error_logs,
