@@ -23,7 +23,8 @@ cloudy-sky-software/pulumi-provider-framework, rest/provider.go):
 - `EnvVarsForService` is created with the same full set (a PUT replacing the set with itself,
   no deploy: OnPostCreate triggers none). An UPDATE of it PUTs the set and then the provider
   triggers a deploy of that service (OnPostUpdate, `POST /services/{id}/deploys`) without
-  waiting for it: `up` therefore applies env updates one instance at a time (deploy/instance_rollout.py).
+  waiting for it (a WebService's UPDATE too): `up` therefore applies these updates of running
+  instances one instance at a time (deploy/instance_rollout.py).
 """
 
 from __future__ import annotations
