@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from koinonia_infra.descriptor import Descriptor, load_descriptor
-from koinonia_infra.errors import UsageError
+from koinonia_infra.errors import EnvironmentProblem, UsageError
+from koinonia_infra.project import DEFAULT_STACK
+
+if TYPE_CHECKING:
+    from koinonia_infra.render_api import RenderClient
+    from koinonia_infra.sandbox.stack import SandboxStack
 
 DESCRIPTOR_FILE = "descriptor.json"
 
@@ -26,7 +33,7 @@ def resolve_descriptor(
     outputs: Path | None = None,
     target: str | None = None,
     state_dir: Path | None = None,
-    default_stack: str = "prod",
+    default_stack: str = DEFAULT_STACK,
 ) -> Descriptor:
     """One of the three sources; none given means the default stack."""
     given = [name for name, v in (("--stack", stack), ("--outputs", outputs), ("--target", target))
@@ -52,3 +59,63 @@ def resolve_descriptor(
     from koinonia_infra.deploy.outputs import read_descriptor
 
     return read_descriptor(stack or default_stack)
+
+
+@dataclass(frozen=True)
+class DeploymentSource:
+    """The deployment as a command's options name it (`--stack | --outputs | --target`, with
+    `--state-dir` and `--render-api-url`), and what follows from them: the descriptor, the
+    Render client, the stack whose settings apply, the flags that name it again."""
+
+    stack: str | None = None
+    outputs: Path | None = None
+    target: str | None = None
+    state_dir: Path | None = None
+    render_api_url: str | None = None
+
+    def descriptor(self) -> Descriptor:
+        return resolve_descriptor(
+            stack=self.stack, outputs=self.outputs, target=self.target, state_dir=self.state_dir
+        )
+
+    @property
+    def from_stack(self) -> str | None:
+        """The stack whose settings (`koinonia:verify`, `:ops`, `:monitor`) apply: the one the
+        deployment comes from; None for `--outputs` and `--target`."""
+        if self.outputs is None and self.target is None:
+            return self.stack or DEFAULT_STACK
+        return None
+
+    @property
+    def flags(self) -> str:
+        """The options that name this deployment again, for a command suggested to the user."""
+        from koinonia_infra.ops.guard import target_flags
+
+        return target_flags(
+            stack=self.stack, outputs=self.outputs, target=self.target, state_dir=self.state_dir
+        )
+
+    def sandbox_stack(self) -> SandboxStack | None:
+        """With `--target sandbox`: the stack the sandbox runs (`sandbox up --stack`)."""
+        if self.target != "sandbox":
+            return None
+        from koinonia_infra.sandbox.lifecycle import resolve_state_dir
+        from koinonia_infra.sandbox.stack import read_sandbox_stack
+
+        return read_sandbox_stack(resolve_state_dir(self.state_dir))
+
+    def optional_client(self, descriptor: Descriptor, **limits: float) -> RenderClient | None:
+        """The Render client (`render_api.api_access` decides which key goes where), or None
+        without a key. `limits`: the client's `timeout` and `retry_deadline`."""
+        from koinonia_infra.render_api import RenderClient
+
+        return RenderClient.for_descriptor(descriptor, self.render_api_url, **limits)
+
+    def client(self, descriptor: Descriptor, *, required: str, **limits: float) -> RenderClient:
+        """The Render client for an operation (`required` names it) that cannot go without."""
+        client = self.optional_client(descriptor, **limits)
+        if client is None:
+            raise EnvironmentProblem(
+                f"{required} needs the Render API: set RENDER_API_KEY (or RENDER_APIKEY)"
+            )
+        return client

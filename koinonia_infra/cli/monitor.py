@@ -1,34 +1,40 @@
 """`koinonia-infra monitor`: the runbook's Step 8 on one screen, and its alert rules."""
 
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from koinonia_infra.cli.ops import ApiUrlOpt, OutputsOpt, StackOpt, StateDirOpt, TargetOpt
+from koinonia_infra.cli.ops import source_of
+from koinonia_infra.cli.options import (
+    Outputs,
+    RenderApiUrl,
+    ReportFormat,
+    ReportFormatOption,
+    StackSource,
+    StateDir,
+    Target,
+)
 from koinonia_infra.console import output
 
+if TYPE_CHECKING:
+    from datetime import timedelta
 
-class MonitorFormat(StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
+    from koinonia_infra.monitor.model import MonitorReport
+    from koinonia_infra.targets import DeploymentSource
 
 
 def monitor(
     *,
-    stack: StackOpt = None,
-    outputs: OutputsOpt = None,
-    target: TargetOpt = None,
-    state_dir: StateDirOpt = None,
-    render_api_url: ApiUrlOpt = None,
+    stack: StackSource = None,
+    outputs: Outputs = None,
+    target: Target = None,
+    state_dir: StateDir = None,
+    render_api_url: RenderApiUrl = None,
     since: Annotated[
         str, typer.Option("--since", metavar="DURATION", help="The window: 15m, 1h, 1h30m, 2d.")
     ] = "1h",
-    fmt: Annotated[
-        MonitorFormat, typer.Option("--format", "-f", help="table, json or markdown.")
-    ] = MonitorFormat.table,
+    fmt: ReportFormatOption = ReportFormat.table,
     check: Annotated[
         bool,
         typer.Option("--check", help="Exit 1 when an alert rule of koinonia:monitor fires."),
@@ -55,38 +61,62 @@ def monitor(
     and their share, p50/p95/p99, 5xx rate, with sparklines; Postgres and Key Value; recent
     events and error-level log lines. `--check` exits 1 naming every rule that fired (rule,
     target, measured value, threshold); rules: the stack's `koinonia:monitor`."""
-    from koinonia_infra.errors import OperationFailed, UsageError
-    from koinonia_infra.monitor.render import render_markdown, render_screen
-    from koinonia_infra.monitor.run import MonitorTarget, parse_since, run_monitor
+    from koinonia_infra.errors import UsageError
+    from koinonia_infra.monitor.run import parse_since
 
-    if watch and fmt is not MonitorFormat.table:
+    if watch and fmt is not ReportFormat.table:
         raise UsageError(f"--watch redraws the screen; --format {fmt.value} goes without it")
     window = parse_since(since)
-    where = MonitorTarget(stack, outputs, target, state_dir, render_api_url)
+    source = source_of(stack, outputs, target, state_dir, render_api_url)
     if watch:
-        from koinonia_infra.monitor.watch import watch_loop
-
-        result = watch_loop(
-            lambda: run_monitor(where, window), render_screen, interval, iterations or None
-        )
+        result = _watch(source, window, interval, iterations or None)
     else:
-        result = run_monitor(where, window)
-        if fmt is MonitorFormat.json:
-            output.json(result.to_json())
-        elif fmt is MonitorFormat.markdown:
-            output.text(render_markdown(result))
-        else:
-            from koinonia_infra.console import make_console
+        result = _show(source, window, fmt)
+    _finish(result, report, check)
 
-            # Off a terminal (a CI log) rich would assume 80 columns and fold every cell.
-            screen = output.out if output.out.is_terminal else make_console(width=160)
-            screen.print(render_screen(result), soft_wrap=False)
-    if report is not None and result is not None:
+
+def _watch(
+    source: "DeploymentSource", window: "timedelta", interval: float, iterations: int | None
+) -> "MonitorReport | None":
+    """The screen redrawn every `interval` seconds; the last report read."""
+    from koinonia_infra.monitor.render import render_screen
+    from koinonia_infra.monitor.run import run_monitor
+    from koinonia_infra.monitor.watch import watch_loop
+
+    return watch_loop(lambda: run_monitor(source, window), render_screen, interval, iterations)
+
+
+def _show(source: "DeploymentSource", window: "timedelta", fmt: ReportFormat) -> "MonitorReport":
+    from koinonia_infra.monitor.render import render_markdown, render_screen
+    from koinonia_infra.monitor.run import run_monitor
+
+    result = run_monitor(source, window)
+    if fmt is ReportFormat.json:
+        output.json(result.to_json())
+    elif fmt is ReportFormat.markdown:
+        output.text(render_markdown(result))
+    else:
+        from koinonia_infra.console import make_console
+
+        # Off a terminal (a CI log) rich would assume 80 columns and fold every cell.
+        screen = output.out if output.out.is_terminal else make_console(width=160)
+        screen.print(render_screen(result), soft_wrap=False)
+    return result
+
+
+def _finish(result: "MonitorReport | None", report: Path | None, check: bool) -> None:
+    """Write `--report`; with `--check`, fail naming the rules that fired."""
+    from koinonia_infra.errors import OperationFailed
+    from koinonia_infra.monitor.render import render_markdown
+
+    if result is None:
+        return
+    if report is not None:
         from koinonia_infra.files import write_report
 
         write_report(report, render_markdown(result))
         output.info(f"report written to {report}")
-    if check and result is not None and result.alerts:
+    if check and result.alerts:
         names = "; ".join(a.message for a in result.alerts[:6])
         more = f" (+{len(result.alerts) - 6} more)" if len(result.alerts) > 6 else ""
         raise OperationFailed(f"{len(result.alerts)} alert rule(s) fired: {names}{more}")

@@ -1,45 +1,37 @@
 """`koinonia-infra verify`: health, load distribution, latency, parity and deploy status."""
 
-import contextlib
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from koinonia_infra.cli.ops import confirmer, source_of, warn_suspended
+from koinonia_infra.cli.options import (
+    Outputs,
+    RenderApiUrl,
+    ReportFormat,
+    ReportFormatOption,
+    StackSource,
+    StateDir,
+    Target,
+    Yes,
+)
 from koinonia_infra.console import output
 
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from koinonia_infra.targets import DeploymentSource
+    from koinonia_infra.verify.capacity import CapacityReport
     from koinonia_infra.verify.model import VerifyReport
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
 
 
 def verify(
     *,
-    stack: Annotated[
-        str | None,
-        typer.Option("--stack", "-s", help="Verify this stack's outputs (default prod)."),
-    ] = None,
-    outputs: Annotated[
-        Path | None,
-        typer.Option(
-            "--outputs", metavar="FILE", help="A descriptor / `pulumi stack output --json` file."
-        ),
-    ] = None,
-    target: Annotated[
-        str | None, typer.Option("--target", metavar="sandbox", help="Verify the local sandbox.")
-    ] = None,
-    state_dir: Annotated[
-        Path | None,
-        typer.Option("--state-dir", metavar="DIR", help="The sandbox's state dir (with --target)."),
-    ] = None,
+    stack: StackSource = None,
+    outputs: Outputs = None,
+    target: Target = None,
+    state_dir: StateDir = None,
     requests: Annotated[
         int | None,
         typer.Option("--requests", "-n", min=1, max=1_000_000, help="Requests through the edge."),
@@ -129,22 +121,12 @@ def verify(
             help="Re-run failing checks with backoff until all pass or this deadline.",
         ),
     ] = 0.0,
-    fmt: Annotated[
-        Format, typer.Option("--format", "-f", help="table, json or markdown (the sign-off).")
-    ] = Format.table,
+    fmt: ReportFormatOption = ReportFormat.table,
     report: Annotated[
         Path | None,
         typer.Option("--report", metavar="FILE", help="Also write the Markdown sign-off here."),
     ] = None,
-    render_api_url: Annotated[
-        str | None,
-        typer.Option(
-            "--render-api-url",
-            metavar="URL",
-            help="Render API base URL for RENDER_API_KEY (default: $RENDER_API_URL, else "
-            "Render's; never a URL read from a descriptor).",
-        ),
-    ] = None,
+    render_api_url: RenderApiUrl = None,
     capacity: Annotated[
         bool,
         typer.Option(
@@ -190,64 +172,61 @@ def verify(
             "representative read endpoint says more).",
         ),
     ] = "/health",
-    yes: Annotated[
-        bool,
-        typer.Option("--yes", "-y", help="--capacity on a real deployment: do not ask first."),
-    ] = False,
+    yes: Yes = False,
 ) -> None:
     """Prove a deployment works: each instance's and the edge's /health, the load split through
     the edge, latency p50/p95/p99, error rate, config parity and deploy status (Render API).
     Thresholds: the runbook's defaults, then the stack's `koinonia:verify` (with --stack), then
     these flags. Exit 0 when every check passes, 1 when one fails, 2 on a usage or configuration
     error, 3 when the environment is missing something (e.g. the Pulumi CLI for --stack)."""
-    from koinonia_infra.errors import OperationFailed, UsageError
+    from koinonia_infra.errors import UsageError
     from koinonia_infra.files import check_report_path
+    from koinonia_infra.verify.capacity import measure_capacity
     from koinonia_infra.verify.runner import verify_deployment
 
     check_report_path(report)  # a typo'd directory fails now, not after the whole run
+    source = source_of(stack, outputs, target, state_dir, render_api_url)
     if capacity:
-        _capacity(
-            stack=stack,
-            outputs=outputs,
-            target=target,
-            state_dir=state_dir,
-            render_api_url=render_api_url,
+        capacity_report = measure_capacity(
+            source,
             p95_ms=p95_ms,
             max_concurrency=max_concurrency,
             max_seconds=max_seconds,
             compare_single=compare_single,
             path=capacity_path,
-            yes=yes,
-            fmt=fmt,
-            report=report,
+            confirm=confirmer(yes),
+            on_progress=output.info,
         )
+        _show_capacity(capacity_report, fmt, report)
         return
     if compare_single or max_concurrency is not None or max_seconds is not None:
         raise UsageError("--compare-single, --max-concurrency and --max-seconds go with --capacity")
+    overrides = {
+        "requests": requests,
+        "concurrency": concurrency,
+        "p95_ms": p95_ms,
+        "share_tolerance_points": share_tolerance,
+        "p50_ratio": p50_ratio,
+        "max_error_rate_percent": max_error_rate,
+        "environment": environment,
+        "timeout_seconds": timeout,
+        "deadline_seconds": deadline,
+        "wait_seconds": wait,
+    }
+    result = verify_deployment(source=source, overrides=overrides, on_progress=output.info)
+    _show_verify(result, fmt, report, source)
 
-    result = verify_deployment(
-        stack=stack,
-        outputs=outputs,
-        target=target,
-        state_dir=state_dir,
-        render_api_url=render_api_url,
-        overrides={
-            "requests": requests,
-            "concurrency": concurrency,
-            "p95_ms": p95_ms,
-            "share_tolerance_points": share_tolerance,
-            "p50_ratio": p50_ratio,
-            "max_error_rate_percent": max_error_rate,
-            "environment": environment,
-            "timeout_seconds": timeout,
-            "deadline_seconds": deadline,
-            "wait_seconds": wait,
-        },
-        on_progress=output.info,
-    )
-    if fmt is Format.json:
+
+def _show_verify(
+    result: "VerifyReport", fmt: ReportFormat, report: Path | None, source: "DeploymentSource"
+) -> None:
+    """The sign-off in `fmt`, `--report`, the suspended instances; exit 1 naming what failed."""
+    from koinonia_infra.errors import OperationFailed
+    from koinonia_infra.ops.guard import suspended_in_verify
+
+    if fmt is ReportFormat.json:
         output.json(result.to_json())
-    elif fmt is Format.markdown:
+    elif fmt is ReportFormat.markdown:
         output.text(result.to_markdown())
     else:
         output.out.print(render_table(result), soft_wrap=False)
@@ -260,11 +239,7 @@ def verify(
         # sign-off left for a pipeline to upload), not the measurements.
         write_report(report, result.to_markdown())
         output.info(f"sign-off written to {report}")
-    from koinonia_infra.ops.guard import suspended_hints, suspended_in_verify, target_flags
-
-    flags = target_flags(stack=stack, outputs=outputs, target=target, state_dir=state_dir)
-    for hint in suspended_hints(suspended_in_verify(result), flags):
-        output.warning(hint)
+    warn_suspended(suspended_in_verify(result), source.flags)
     if not result.passed:
         failed = result.failed
         names = ", ".join(f"{c.id} {c.target}" for c in failed[:6])
@@ -273,89 +248,14 @@ def verify(
     output.success(f"all checks passed in {result.duration_seconds:.1f}s")
 
 
-def _capacity(
-    *,
-    stack: str | None,
-    outputs: Path | None,
-    target: str | None,
-    state_dir: Path | None,
-    render_api_url: str | None,
-    p95_ms: float | None,
-    max_concurrency: int | None,
-    max_seconds: float | None,
-    compare_single: bool,
-    path: str,
-    yes: bool,
-    fmt: Format,
-    report: Path | None,
-) -> None:
-    """`verify --capacity`: ceilings from the flags, else the stack file, else the defaults;
-    a real deployment is asked first (default No), as the drill asks."""
-    from koinonia_infra.cli.ops import _client, _confirm, _flags
-    from koinonia_infra.errors import UsageError
-    from koinonia_infra.measure.health import probe_health
-    from koinonia_infra.ops.common import sigterm_as_interrupt
-    from koinonia_infra.ops.guard import deployment_lock
-    from koinonia_infra.targets import resolve_descriptor
-    from koinonia_infra.verify.capacity import (
-        markdown,
-        plot,
-        run_capacity,
-        settings_for,
-        summary_lines,
-    )
+def _show_capacity(result: "CapacityReport", fmt: ReportFormat, report: Path | None) -> None:
+    """`verify --capacity`'s report in `fmt` and `--report`; exit with the run's code."""
+    from koinonia_infra.verify.capacity import markdown, plot, summary_lines
 
-    from_stack = outputs is None and target is None
-    settings = settings_for((stack or "prod") if from_stack else None)
-    if target == "sandbox":
-        from koinonia_infra.sandbox.lifecycle import resolve_state_dir
-        from koinonia_infra.sandbox.stack import read_sandbox_stack
-
-        # The ceilings and threshold of the stack the sandbox runs (`sandbox up --stack`).
-        settings = read_sandbox_stack(resolve_state_dir(state_dir)).verify
-    descriptor = resolve_descriptor(
-        stack=stack, outputs=outputs, target=target, state_dir=state_dir
-    )
-    threshold = p95_ms if p95_ms is not None else settings.p95_ms
-    ceiling = max_concurrency if max_concurrency is not None else settings.capacity_max_concurrency
-    seconds = max_seconds if max_seconds is not None else settings.capacity_max_seconds
-    client = (
-        _client(descriptor, render_api_url, required="--compare-single") if compare_single else None
-    )
-    if not path.startswith("/"):
-        raise UsageError(f"--capacity-path {path!r}: must start with '/'")
-    if descriptor.sandbox_timing is None:
-        # Load on a real deployment is a risk of its own: its users share the capacity measured.
-        single = ", then with all but one instance suspended" if compare_single else ""
-        _confirm(
-            yes,
-            f"Load {descriptor.edge_url} up to {ceiling} concurrent requests for up to "
-            f"{seconds:g}s{single}?",
-            what="verify --capacity loads the deployment",
-        )
-    flags = _flags(stack, outputs, target, state_dir)
-    lock = (
-        deployment_lock(descriptor, "verify --capacity --compare-single")
-        if compare_single
-        else contextlib.nullcontext()
-    )
-    with sigterm_as_interrupt(), lock, client or contextlib.nullcontext():
-        result = run_capacity(
-            descriptor,
-            p95_ms=threshold,
-            max_concurrency=ceiling,
-            max_seconds=seconds,
-            compare_single=compare_single,
-            path=path,
-            client=client,
-            probe=probe_health,
-            on_progress=output.info,
-            resume_flags=flags,
-        )
     text = markdown(result)
-    if fmt is Format.json:
+    if fmt is ReportFormat.json:
         output.json(result.to_json())
-    elif fmt is Format.markdown:
+    elif fmt is ReportFormat.markdown:
         output.text(text)
     else:
         for line in [*plot(result), "", *summary_lines(result)]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
-from koinonia_infra.errors import EnvironmentProblem, UsageError
+from koinonia_infra.errors import UsageError
 from koinonia_infra.monitor.collect import collect_monitor
 from koinonia_infra.monitor.model import MonitorReport
 from koinonia_infra.settings import MonitorSettings, VerifySettings
+from koinonia_infra.targets import DeploymentSource
+
+# The name this module's callers used before the deployment's options had one type.
+MonitorTarget = DeploymentSource
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -35,47 +37,26 @@ def parse_since(text: str) -> timedelta:
     return window
 
 
-@dataclass(frozen=True)
-class MonitorTarget:
-    stack: str | None = None
-    outputs: Path | None = None
-    target: str | None = None
-    state_dir: Path | None = None
-    render_api_url: str | None = None
-
-
-def rules_for(where: MonitorTarget) -> tuple[MonitorSettings, VerifySettings]:
+def rules_for(where: DeploymentSource) -> tuple[MonitorSettings, VerifySettings]:
     """The runbook's defaults, then the stack file's `koinonia:monitor` and `koinonia:verify`
     when the deployment comes from a stack (as `verify` does); for the sandbox, the verify
     thresholds of the stack it runs (`sandbox up --stack`)."""
-    if where.outputs is None and where.target is None:
+    if where.from_stack is not None:
         from koinonia_infra.project import stack_path
         from koinonia_infra.settings import load_settings
 
-        settings = load_settings(stack_path(where.stack or "prod"))
+        settings = load_settings(stack_path(where.from_stack))
         return settings.monitor, settings.verify
-    if where.target == "sandbox":
-        from koinonia_infra.sandbox.lifecycle import resolve_state_dir
-        from koinonia_infra.sandbox.stack import read_sandbox_stack
-
-        return MonitorSettings(), read_sandbox_stack(resolve_state_dir(where.state_dir)).verify
+    sandbox = where.sandbox_stack()
+    if sandbox is not None:
+        return MonitorSettings(), sandbox.verify
     return MonitorSettings(), VerifySettings()
 
 
-def run_monitor(where: MonitorTarget, since: timedelta) -> MonitorReport:
-    from koinonia_infra.render_api import RenderClient
-    from koinonia_infra.targets import resolve_descriptor
-
+def run_monitor(where: DeploymentSource, since: timedelta) -> MonitorReport:
     monitor, verify = rules_for(where)
-    descriptor = resolve_descriptor(
-        stack=where.stack, outputs=where.outputs, target=where.target, state_dir=where.state_dir
-    )
-    client = RenderClient.for_descriptor(descriptor, where.render_api_url, retry_deadline=20.0)
-    if client is None:
-        raise EnvironmentProblem(
-            "monitor needs the Render API: set RENDER_API_KEY (or RENDER_APIKEY)"
-        )
-    with client:
+    descriptor = where.descriptor()
+    with where.client(descriptor, required="monitor", retry_deadline=20.0) as client:
         return collect_monitor(
             descriptor,
             client,

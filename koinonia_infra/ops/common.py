@@ -152,6 +152,13 @@ def traffic_checks(summary: TrafficSummary, *, rate_tolerance: float = 0.05) -> 
     ]
 
 
+class Confirm(Protocol):
+    """Asks the user before an operation that takes capacity away or loads a deployment:
+    returns to go on, raises to stop. `what` names the operation when nobody can answer."""
+
+    def __call__(self, question: str, *, what: str) -> None: ...
+
+
 # ---- how a run ends ------------------------------------------------------------------------------
 
 Outcome = Literal["passed", "failed", "interrupted", "error"]

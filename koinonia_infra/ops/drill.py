@@ -14,35 +14,41 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from koinonia_infra.descriptor import Descriptor, InstanceRef
 from koinonia_infra.errors import EXIT_INTERRUPTED, OperationFailed, RenderApiError
 from koinonia_infra.measure.attribution import Attributor, first_served_after
-from koinonia_infra.measure.health import Probe, health_url
+from koinonia_infra.measure.health import Probe, health_url, probe_health
 from koinonia_infra.measure.poll import Sleep, wait_healthy, wait_until
 from koinonia_infra.measure.samples import Sample, latency_summary
 from koinonia_infra.ops.common import (
     Check,
+    Confirm,
     Ending,
     Outcome,
     ReportModel,
     StartTraffic,
+    SteadyRun,
     TrafficRun,
     TrafficSummary,
     deferred_signals,
     run_to_end,
     served_by,
+    sigterm_as_interrupt,
     summarize,
     traffic_checks,
 )
-from koinonia_infra.ops.guard import WATCH_INTERVAL_SECONDS, Guard, resume_hint
+from koinonia_infra.ops.guard import WATCH_INTERVAL_SECONDS, Guard, deployment_lock, resume_hint
 from koinonia_infra.ops.logs import LogScan, find_owner, instance_roles, log_check, scan_errors
 from koinonia_infra.ops.logs import now as wall_clock
-from koinonia_infra.ops.timing import OpsTiming, timing_for
+from koinonia_infra.ops.timing import OpsTiming, TimingFlags, timing_for, timing_of
 from koinonia_infra.render_api import Deploy, RenderClient
+
+if TYPE_CHECKING:
+    from koinonia_infra.targets import DeploymentSource
 
 
 class TimelineEvent(ReportModel):
@@ -411,6 +417,43 @@ def run_failover_drill(
     # The runbook's "no errors in logs during failover": every instance, the drill's window.
     logs = scan_errors(client, roles, owner=owner, start=started_at, end=wall_clock())
     return _report(drill, summarize(totals, drill.attribute), totals.samples, ending, logs)
+
+
+def drill_failover(
+    source: DeploymentSource,
+    *,
+    instance: int,
+    duration: float,
+    rate: float,
+    timing_flags: TimingFlags,
+    confirm: Confirm,
+    on_event: Callable[[str], None],
+) -> DrillReport:
+    """The drill on the deployment `source` names, with its timings and the Render API, once
+    `confirm` lets it go on; under the deployment lock, a SIGTERM stopping it as Ctrl-C does."""
+    descriptor = source.descriptor()
+    inst = descriptor.instance(instance)
+    timing = timing_of(source, descriptor, timing_flags)
+    client = source.client(descriptor, required="drill failover")
+    confirm(
+        f"Suspend api-{instance} ({inst.name}) for {duration:g}s under {rate:g} req/s?",
+        what=f"drill failover suspends api-{instance} ({inst.name})",
+    )
+    on_event(timing.summary())
+    lock = deployment_lock(descriptor, f"drill failover --instance {instance}")
+    with sigterm_as_interrupt(), client, lock:
+        return run_failover_drill(
+            descriptor,
+            client,
+            instance=instance,
+            duration=duration,
+            rate=rate,
+            start_traffic=SteadyRun,
+            probe=probe_health,
+            on_event=on_event,
+            resume_flags=source.flags,
+            timing=timing,
+        )
 
 
 def _report(

@@ -92,6 +92,13 @@ def drill_renderable(r: DrillReport) -> Group:
     return Group(*lines, checklist, *_log_lines(r.logs), table)
 
 
+def drill_resume_note(r: DrillReport, flags: str) -> str:
+    """Added to a failed drill's error: whether its instance is back, and if not, how."""
+    if r.resumed:
+        return f" (api-{r.instance} resumed)"
+    return f" (api-{r.instance} NOT resumed: run `koinonia-infra resume {r.instance}{flags}`)"
+
+
 def rollout_renderable(r: RolloutReport) -> Group:
     steps = Table(title="instances", title_justify="left")
     for col in (

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import EXIT_FAILED, EXIT_OK
-from koinonia_infra.measure.health import Probe, health_url
+from koinonia_infra.measure.health import Probe, health_url, probe_health
 from koinonia_infra.measure.poll import Sleep, wait_healthy
 from koinonia_infra.ops.common import ReportModel
+from koinonia_infra.ops.timing import timing_of
 from koinonia_infra.render_api import RenderClient
+
+if TYPE_CHECKING:
+    from koinonia_infra.targets import DeploymentSource
 
 
 class ResumeReport(ReportModel):
@@ -93,3 +97,22 @@ def run_resume(
         deploy=deploy.id if deploy is not None else None,
         deploy_status=deploy.status if deploy is not None else None,
     )
+
+
+def resume_instance(
+    source: DeploymentSource,
+    number: int,
+    *,
+    timeout: float | None,
+    on_event: Callable[[str], None],
+) -> ResumeReport:
+    """`run_resume` on the deployment `source` names; no `timeout` means as long as a resume
+    takes on its target (ops/timing.py)."""
+    descriptor = source.descriptor()
+    descriptor.instance(number)  # an undeclared N is refused before the timings and the key
+    if timeout is None:
+        timeout = timing_of(source, descriptor).resume_timeout_seconds
+    with source.client(descriptor, required="resume") as client:
+        return run_resume(
+            descriptor, client, number, probe=probe_health, timeout=timeout, on_event=on_event
+        )

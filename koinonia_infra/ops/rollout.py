@@ -9,31 +9,37 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import OperationFailed, UsageError
 from koinonia_infra.measure.attribution import Attributor, first_served_after
-from koinonia_infra.measure.health import Probe, health_url
+from koinonia_infra.measure.health import Probe, health_url, probe_health
 from koinonia_infra.measure.poll import Sleep, wait_healthy, wait_until
 from koinonia_infra.ops.common import (
     Check,
+    Confirm,
     Outcome,
     ReportModel,
     StartTraffic,
+    SteadyRun,
     TrafficRun,
     TrafficSummary,
     run_to_end,
+    sigterm_as_interrupt,
     summarize,
     traffic_checks,
 )
-from koinonia_infra.ops.guard import Guard
+from koinonia_infra.ops.guard import Guard, deployment_lock
 from koinonia_infra.ops.logs import LogScan, find_owner, instance_roles, log_check, scan_errors
 from koinonia_infra.ops.logs import now as wall_clock
-from koinonia_infra.ops.timing import OpsTiming, timing_for
+from koinonia_infra.ops.timing import OpsTiming, TimingFlags, timing_for, timing_of
 from koinonia_infra.render_api import Deploy, RenderClient
+
+if TYPE_CHECKING:
+    from koinonia_infra.targets import DeploymentSource
 
 StepOutcome = Literal["done", "failed", "interrupted", "untouched"]
 
@@ -338,3 +344,43 @@ def run_rollout(
         timing=chosen.to_json(),
         logs=logs,
     )
+
+
+def rollout_deployment(
+    source: DeploymentSource,
+    *,
+    order: str | None,
+    rate: float,
+    timing_flags: TimingFlags,
+    confirm: Confirm,
+    on_event: Callable[[str], None],
+) -> RolloutReport:
+    """The rollout of the deployment `source` names (`order` as `--order` gives it), with its
+    timings and the Render API, once `confirm` lets it go on; under the deployment lock, a
+    SIGTERM stopping it as Ctrl-C does."""
+    descriptor = source.descriptor()
+    sequence = parse_order(order, descriptor)
+    timing = timing_of(source, descriptor, timing_flags)
+    client = source.client(descriptor, required="rollout")
+    names = ", ".join(f"api-{n}" for n in sequence)
+    confirm(
+        f"Redeploy {names} one at a time under {rate:g} req/s?",
+        what=f"rollout redeploys {names}",
+    )
+    on_event(timing.summary())
+    # A file or the sandbox's descriptor is read again after each deploy (a redeployed sandbox
+    # instance answers on a new address); a stack's outputs change only with `up`.
+    refresh = source.descriptor if source.from_stack is None else None
+    with sigterm_as_interrupt(), client, deployment_lock(descriptor, "rollout"):
+        return run_rollout(
+            descriptor,
+            client,
+            order=sequence,
+            start_traffic=SteadyRun,
+            probe=probe_health,
+            rate=rate,
+            timing=timing,
+            on_event=on_event,
+            refresh=refresh,
+            resume_flags=source.flags,
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from rich.table import Table
@@ -20,10 +21,13 @@ from koinonia_infra.console import esc as _esc
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import RenderApiError
 from koinonia_infra.measure.attribution import hostport
-from koinonia_infra.measure.health import Probe, health_url
+from koinonia_infra.measure.health import Probe, health_url, probe_health
 from koinonia_infra.measure.samples import Sample
 from koinonia_infra.ops.common import ReportModel
 from koinonia_infra.render_api import ApiKeyRejected, ApiUnreachable, Deploy, RenderClient
+
+if TYPE_CHECKING:
+    from koinonia_infra.targets import DeploymentSource
 
 # GETs through the edge, the answers' upstream header naming who served: `count` samples of `url`.
 EdgeSampler = Callable[[str, int], Sequence[Sample]]
@@ -84,6 +88,14 @@ class StatusReport(ReportModel):
                 _esc(s.url),
             )
         return table
+
+    def suspended_instances(self) -> list[tuple[int, str]]:
+        """(number, name) of each instance the API reported suspended."""
+        return [
+            (int(s.role.removeprefix("api-")), s.name)
+            for s in self.services
+            if s.suspended and s.role != "edge"
+        ]
 
 
 def _deploy_cell(s: ServiceStatus) -> str:
@@ -183,6 +195,22 @@ def collect_status(
     api = client if unreachable is None else None
     _check_private_network(report, descriptor, api, sample_edge)
     return report
+
+
+def deployment_status(
+    source: DeploymentSource, *, on_warning: Callable[[str], None]
+) -> StatusReport:
+    """`collect_status` of the deployment `source` names; without an API key, /health only
+    (`on_warning` says so first)."""
+    descriptor = source.descriptor()
+    client = source.optional_client(descriptor)
+    if client is None:
+        on_warning("no Render API key (RENDER_API_KEY): showing /health only")
+    try:
+        return collect_status(descriptor, client, probe_health, sample_through_edge)
+    finally:
+        if client is not None:
+            client.close()
 
 
 @dataclass(slots=True)

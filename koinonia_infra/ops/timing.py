@@ -33,10 +33,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.settings import EdgeSettings, OpsSettings, Settings
+
+if TYPE_CHECKING:
+    from koinonia_infra.targets import DeploymentSource
 
 # Render's own numbers, each from the sources in the module docstring.
 RENDER_DEPLOY_APPEAR_SECONDS = 60.0  # render-oss/cli deployCreateTimeout
@@ -247,4 +250,26 @@ def resolve_timing(
         deploy_timeout=deploy_timeout,
         rejoin_timeout=rejoin_timeout,
         overlap=overlap,
+    )
+
+
+@dataclass(frozen=True)
+class TimingFlags:
+    """The deadlines given on the command line; None means the target's."""
+
+    suspend_timeout: float | None = None
+    deploy_timeout: float | None = None
+    rejoin_timeout: float | None = None
+    overlap: float | None = None
+
+
+def timing_of(
+    source: DeploymentSource, descriptor: Descriptor, flags: TimingFlags = TimingFlags()
+) -> OpsTiming:
+    """`resolve_timing` for the deployment a command's options name."""
+    return resolve_timing(
+        descriptor,
+        from_stack=source.from_stack,
+        state_dir=source.state_dir,
+        **asdict(flags),
     )

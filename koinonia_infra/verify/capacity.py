@@ -21,21 +21,36 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from koinonia_infra.descriptor import Descriptor
-from koinonia_infra.errors import EXIT_FAILED, EXIT_INTERRUPTED, OperationFailed, RenderApiError
+from koinonia_infra.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    OperationFailed,
+    RenderApiError,
+    UsageError,
+)
 from koinonia_infra.measure.attribution import Attributor
-from koinonia_infra.measure.health import Probe, health_url
+from koinonia_infra.measure.health import Probe, health_url, probe_health
 from koinonia_infra.measure.load import BurstResult, burst_async
 from koinonia_infra.measure.poll import Sleep, wait_healthy, wait_until
 from koinonia_infra.measure.samples import latency_summary
-from koinonia_infra.ops.common import Ending, deferred_signals, run_to_end
-from koinonia_infra.ops.guard import Guard, resume_hint
+from koinonia_infra.ops.common import (
+    Confirm,
+    Ending,
+    deferred_signals,
+    run_to_end,
+    sigterm_as_interrupt,
+)
+from koinonia_infra.ops.guard import Guard, deployment_lock, resume_hint
 from koinonia_infra.ops.timing import OpsTiming, timing_for
 from koinonia_infra.render_api import RenderClient
 from koinonia_infra.settings import VerifySettings
 from koinonia_infra.textsafe import md
+
+if TYPE_CHECKING:
+    from koinonia_infra.targets import DeploymentSource
 
 # Concurrency levels of the ramp: doubling first, then steps of about 1.5x so the knee is
 # found within a third of its value.
@@ -336,10 +351,10 @@ def settings_for(stack: str | None) -> VerifySettings:
     deployment comes from a stack; the defaults otherwise."""
     if stack is None:
         return VerifySettings()
-    from koinonia_infra.project import stack_path
+    from koinonia_infra.project import DEFAULT_STACK, stack_path
     from koinonia_infra.settings import load_settings
 
-    return load_settings(stack_path(stack or "prod")).verify
+    return load_settings(stack_path(stack or DEFAULT_STACK)).verify
 
 
 # ---- the measurement, with --compare-single -----------------------------------------------------
@@ -557,3 +572,54 @@ def run_capacity(
             report.outcome, report.exit_code = "failed", EXIT_FAILED
             report.error = "; ".join([report.error or "not every instance was resumed", *missing])
     return report
+
+
+def measure_capacity(
+    source: DeploymentSource,
+    *,
+    p95_ms: float | None,
+    max_concurrency: int | None,
+    max_seconds: float | None,
+    compare_single: bool,
+    path: str,
+    confirm: Confirm,
+    on_progress: Progress,
+) -> CapacityReport:
+    """`verify --capacity` on the deployment `source` names: ceilings and threshold from the
+    flags (None: not given), else the stack file (for the sandbox, the stack it runs), else the
+    defaults; a real deployment is loaded only once `confirm` lets it, as the drill asks."""
+    sandbox = source.sandbox_stack()
+    settings = sandbox.verify if sandbox is not None else settings_for(source.from_stack)
+    descriptor = source.descriptor()
+    threshold = p95_ms if p95_ms is not None else settings.p95_ms
+    ceiling = max_concurrency if max_concurrency is not None else settings.capacity_max_concurrency
+    seconds = max_seconds if max_seconds is not None else settings.capacity_max_seconds
+    client = source.client(descriptor, required="--compare-single") if compare_single else None
+    if not path.startswith("/"):
+        raise UsageError(f"--capacity-path {path!r}: must start with '/'")
+    if descriptor.sandbox_timing is None:
+        # Load on a real deployment is a risk of its own: its users share the capacity measured.
+        single = ", then with all but one instance suspended" if compare_single else ""
+        confirm(
+            f"Load {descriptor.edge_url} up to {ceiling} concurrent requests for up to "
+            f"{seconds:g}s{single}?",
+            what="verify --capacity loads the deployment",
+        )
+    lock = (
+        deployment_lock(descriptor, "verify --capacity --compare-single")
+        if compare_single
+        else contextlib.nullcontext()
+    )
+    with sigterm_as_interrupt(), lock, client or contextlib.nullcontext():
+        return run_capacity(
+            descriptor,
+            p95_ms=threshold,
+            max_concurrency=ceiling,
+            max_seconds=seconds,
+            compare_single=compare_single,
+            path=path,
+            client=client,
+            probe=probe_health,
+            on_progress=on_progress,
+            resume_flags=source.flags,
+        )

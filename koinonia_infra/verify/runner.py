@@ -9,7 +9,6 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from koinonia_infra.descriptor import Descriptor
@@ -18,7 +17,7 @@ from koinonia_infra.measure.fetch import fetch_async, make_http_client
 from koinonia_infra.measure.load import BurstResult, StopRule, burst_async
 from koinonia_infra.measure.poll import poll
 from koinonia_infra.measure.samples import latency_summary
-from koinonia_infra.settings import VerifySettings
+from koinonia_infra.settings import EdgeSettings, VerifySettings
 from koinonia_infra.verify.checks import (
     PARITY_KEYS,
     EnvSnapshot,
@@ -41,6 +40,7 @@ from koinonia_infra.verify.smoke import SANDBOX_SMOKE, build_log_check, run_smok
 
 if TYPE_CHECKING:
     from koinonia_infra.render_api import RenderClient
+    from koinonia_infra.targets import DeploymentSource
 
 Progress = Callable[[str], None]
 NO_KEY = "no Render API key: set RENDER_API_KEY (or use --target sandbox)"
@@ -338,12 +338,8 @@ def run_verify(
 
 
 def verify_deployment(
+    source: DeploymentSource,
     *,
-    stack: str | None = None,
-    outputs: Path | None = None,
-    target: str | None = None,
-    state_dir: Path | None = None,
-    render_api_url: str | None = None,
     overrides: dict[str, Any] | None = None,
     on_progress: Progress | None = None,
 ) -> VerifyReport:
@@ -353,42 +349,31 @@ def verify_deployment(
     deployment comes from a stack (for the sandbox, the stack it runs), then the flags
     (`overrides`, None meaning "not given").
     """
-    from koinonia_infra.render_api import RenderClient
-    from koinonia_infra.targets import resolve_descriptor
-
     settings: VerifySettings | None = None
     flags = dict(overrides or {})
-    from_stack = outputs is None and target is None
-    if from_stack:
+    edge: EdgeSettings | None = None
+    sandbox = source.sandbox_stack()
+    if source.from_stack is not None:
         from koinonia_infra.project import stack_path
         from koinonia_infra.settings import load_settings
 
-        stack_settings = load_settings(stack_path(stack or "prod"))
-        settings = stack_settings.verify
-        if flags.get("timeout_seconds") is None:
-            # Outlast the edge's retry window, so its own 503 is seen as such (model.py).
-            window = stack_settings.edge.retry_window_seconds
-            flags["timeout_seconds"] = max(DEFAULT_TIMEOUT_SECONDS, window + 5.0)
-    elif target == "sandbox":
+        stack_settings = load_settings(stack_path(source.from_stack))
+        settings, edge = stack_settings.verify, stack_settings.edge
+    elif sandbox is not None:
         # The stack the sandbox runs (`sandbox up --stack`): its thresholds and edge.
-        from koinonia_infra.sandbox.lifecycle import resolve_state_dir
-        from koinonia_infra.sandbox.stack import read_sandbox_stack
-
-        sandbox_stack = read_sandbox_stack(resolve_state_dir(state_dir))
-        settings = sandbox_stack.verify
-        if flags.get("timeout_seconds") is None:
-            window = sandbox_stack.edge.retry_window_seconds
-            flags["timeout_seconds"] = max(DEFAULT_TIMEOUT_SECONDS, window + 5.0)
-    descriptor = resolve_descriptor(
-        stack=stack, outputs=outputs, target=target, state_dir=state_dir
-    )
-    if target == "sandbox" and flags.get("smoke") is None:
+        settings, edge = sandbox.verify, sandbox.edge
+    if edge is not None and flags.get("timeout_seconds") is None:
+        # Outlast the edge's retry window, so its own 503 is seen as such (model.py).
+        flags["timeout_seconds"] = max(DEFAULT_TIMEOUT_SECONDS, edge.retry_window_seconds + 5.0)
+    descriptor = source.descriptor()
+    if sandbox is not None and flags.get("smoke") is None:
         # The sandbox's reference instance serves the two reference endpoints.
         flags["smoke"] = SANDBOX_SMOKE
-    options = VerifyOptions.from_settings(settings, use_environment=from_stack, **flags)
-    render = RenderClient.for_descriptor(
-        descriptor, base_url=render_api_url, timeout=5.0, retry_deadline=10.0
+    options = VerifyOptions.from_settings(
+        settings, use_environment=source.from_stack is not None, **flags
     )
+    # A verify must not hang on a throttled API: short timeout, short retry window.
+    render = source.optional_client(descriptor, timeout=5.0, retry_deadline=10.0)
     try:
         return run_verify(descriptor, options, render=render, on_progress=on_progress)
     finally:

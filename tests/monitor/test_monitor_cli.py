@@ -15,7 +15,7 @@ from koinonia_infra.monitor import run as monitor_run
 from koinonia_infra.monitor.collect import collect_monitor
 from koinonia_infra.monitor.model import MonitorReport
 from koinonia_infra.monitor.render import BARS
-from koinonia_infra.monitor.run import MonitorTarget
+from koinonia_infra.targets import DeploymentSource
 
 runner = CliRunner()
 
@@ -27,12 +27,19 @@ def outputs(tmp_path: Path) -> Path:
     return path
 
 
-def serve(monkeypatch: pytest.MonkeyPatch, scenario: Scenario) -> list[timedelta]:
-    """`run_monitor` reads `scenario` instead of the network; the windows asked are recorded."""
+def serve(
+    monkeypatch: pytest.MonkeyPatch,
+    scenario: Scenario,
+    sources: list[DeploymentSource] | None = None,
+) -> list[timedelta]:
+    """`run_monitor` reads `scenario` instead of the network; the windows asked are recorded,
+    and the deployments in `sources`."""
     windows: list[timedelta] = []
 
-    def fake(where: MonitorTarget, since: timedelta) -> MonitorReport:
+    def fake(where: DeploymentSource, since: timedelta) -> MonitorReport:
         windows.append(since)
+        if sources is not None:
+            sources.append(where)
         with scenario.client() as client:
             return collect_monitor(descriptor(), client, since=since, now=NOW)
 
@@ -82,6 +89,15 @@ def test_json_and_markdown_formats(monkeypatch: pytest.MonkeyPatch, outputs: Pat
     md = runner.invoke(app, ["monitor", "--outputs", str(outputs), "--format", "markdown"])
     assert md.stdout.startswith("# koinonia monitor\n")
     assert "## Alerts" in md.stdout
+
+
+def test_short_stack_and_format_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    sources: list[DeploymentSource] = []
+    serve(monkeypatch, Scenario(), sources)
+    result = runner.invoke(app, ["monitor", "-s", "staging", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert [t["role"] for t in json.loads(result.stdout)["targets"]] == ["api-1", "api-2", "edge"]
+    assert sources == [DeploymentSource(stack="staging")]
 
 
 def test_report_file_is_the_markdown(
@@ -150,10 +166,10 @@ def test_rules_come_from_the_stack_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
         "  koinonia:monitor:\n    cpuPercent: 60\n  koinonia:verify:\n    p95Ms: 400\n"
     )
     monkeypatch.chdir(tmp_path)
-    monitor, verify = rules_for(MonitorTarget(stack="staging"))
+    monitor, verify = rules_for(DeploymentSource(stack="staging"))
     assert monitor.cpu_percent == 60
     assert verify.p95_ms == 400
-    defaults, _ = rules_for(MonitorTarget(target="sandbox"))
+    defaults, _ = rules_for(DeploymentSource(target="sandbox"))
     assert defaults.cpu_percent == 80
 
 

@@ -1,14 +1,23 @@
-"""The `status`, `drill failover` and `rollout` commands' guard rails, without a sandbox."""
+"""The `status`, `drill failover`, `rollout` and `resume` commands' guard rails and options,
+without a sandbox."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from ops_fakes import World
 from typer.testing import CliRunner
 
 from koinonia_infra.cli import app
+from koinonia_infra.ops.drill import run_failover_drill
+from koinonia_infra.ops.resume import run_resume
+from koinonia_infra.ops.rollout import run_rollout
+from koinonia_infra.ops.status import collect_status
+from koinonia_infra.ops.timing import sandbox_timing
+from koinonia_infra.targets import DeploymentSource
 
 
 @pytest.fixture
@@ -121,3 +130,99 @@ def test_target_flags_are_exclusive(outputs: Path) -> None:
     result = CliRunner().invoke(app, ["status", "--outputs", str(outputs), "--target", "sandbox"])
     assert result.exit_code == 2
     assert "choose one of --stack, --outputs, --target" in result.stderr
+
+
+# ---- `-s` and `-f` (the shared options) reach the operation --------------------------------------
+
+
+def _fake_operation(
+    monkeypatch: pytest.MonkeyPatch, where: str, run: Callable[[World], object]
+) -> list[DeploymentSource]:
+    """`where` (a domain entry point) runs `run` on a simulated deployment instead; the
+    deployment each call was given is recorded."""
+    seen: list[DeploymentSource] = []
+
+    def fake(source: DeploymentSource, *_args: object, **_kwargs: object) -> object:
+        seen.append(source)
+        return run(World())
+
+    monkeypatch.setattr(where, fake)
+    return seen
+
+
+def _drill(world: World) -> object:
+    return run_failover_drill(
+        world.descriptor(),
+        world.client(),
+        duration=2.0,
+        settle=0.5,
+        start_traffic=world.start_traffic,
+        probe=world.probe,
+        sleep=world.sleep,
+        timing=sandbox_timing("fast"),
+    )
+
+
+def _rollout(world: World) -> object:
+    return run_rollout(
+        world.descriptor(),
+        world.client(),
+        order=[2, 1],
+        start_traffic=world.start_traffic,
+        probe=world.probe,
+        sleep=world.sleep,
+        settle=0.5,
+        timing=sandbox_timing("fast"),
+    )
+
+
+def _resume(world: World) -> object:
+    world.instances[1].suspended = True
+    return run_resume(
+        world.descriptor(), world.client(), 1, probe=world.probe, clock=world.now, sleep=world.sleep
+    )
+
+
+def _status(world: World) -> object:
+    return collect_status(world.descriptor(), world.client(), world.probe, world.sample_edge)
+
+
+@pytest.mark.parametrize(
+    ("command", "where", "run", "kind"),
+    [
+        (["drill", "failover", "--yes"], "koinonia_infra.ops.drill.drill_failover", _drill,
+         "drill-failover"),
+        (["rollout", "--yes"], "koinonia_infra.ops.rollout.rollout_deployment", _rollout,
+         "rollout"),
+        (["resume", "1"], "koinonia_infra.ops.resume.resume_instance", _resume, "resume"),
+    ],
+    ids=["drill", "rollout", "resume"],
+)  # fmt: skip
+def test_short_stack_and_format_options_are_honoured(
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    where: str,
+    run: Callable[[World], object],
+    kind: str,
+) -> None:
+    seen = _fake_operation(monkeypatch, where, run)
+    result = CliRunner().invoke(app, [*command, "-s", "staging", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["kind"] == kind
+    assert seen == [DeploymentSource(stack="staging")]
+
+
+def test_status_honours_short_stack_and_format_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _fake_operation(monkeypatch, "koinonia_infra.ops.status.deployment_status", _status)
+    result = CliRunner().invoke(app, ["status", "-s", "staging", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert [s["role"] for s in json.loads(result.stdout)["services"]] == ["api-1", "api-2", "edge"]
+    assert seen == [DeploymentSource(stack="staging")]
+
+
+def test_a_drill_report_in_markdown_with_short_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_operation(monkeypatch, "koinonia_infra.ops.drill.drill_failover", _drill)
+    result = CliRunner().invoke(app, ["drill", "failover", "--yes", "-f", "markdown"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# ")
+    assert "api-1" in result.stdout
