@@ -5,13 +5,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from koinonia_infra.cli.options import DEFAULT_STACK, RenderApiUrl, Stack, StateDir, Target, Yes
 from koinonia_infra.console import output
 
 if TYPE_CHECKING:
     from koinonia_infra.adopt.core import Adoption
     from koinonia_infra.render_api import RenderClient
 
-STACK = typer.Option("prod", "--stack", "-s", help="Stack name (`Pulumi.<stack>.yaml`).")
 NameOpt = Annotated[str | None, typer.Option(help="Render name; default: the stack file's.")]
 
 
@@ -65,26 +65,19 @@ def _show(adoption: "Adoption") -> None:
 
 def adopt(
     *,
-    stack: str = STACK,
+    stack: Stack = DEFAULT_STACK,
     service: NameOpt = None,
     postgres: NameOpt = None,
     key_value: Annotated[
         str | None, typer.Option("--key-value", help="Render name; default: the stack file's.")
     ] = None,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Write without asking (automation)."),
+    yes: Yes = False,
     check: bool = typer.Option(
         False, "--check", help="Only compare: exit 0 if the stack file matches live, 1 if not."
     ),
-    target: Annotated[
-        str | None, typer.Option("--target", help="`sandbox`: adopt the local sandbox.")
-    ] = None,
-    state_dir: Annotated[
-        Path | None, typer.Option("--state-dir", help="Sandbox state dir (with --target).")
-    ] = None,
-    render_api_url: Annotated[
-        str | None,
-        typer.Option("--render-api-url", help="Render API base URL (default: $RENDER_API_URL)."),
-    ] = None,
+    target: Target = None,
+    state_dir: StateDir = None,
+    render_api_url: RenderApiUrl = None,
 ) -> None:
     """Take over what production already runs, without touching it.
 

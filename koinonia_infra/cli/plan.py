@@ -1,12 +1,12 @@
 """`koinonia-infra plan`: the desired state of a stack, offline, with its monthly cost."""
 
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
+from koinonia_infra.cli.options import DEFAULT_STACK, Format, FormatOption, Stack
 from koinonia_infra.console import output
 
 if TYPE_CHECKING:
@@ -16,18 +16,9 @@ if TYPE_CHECKING:
     from koinonia_infra.program.mocks import Registration
 
 
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-
-
 def plan(
-    stack: Annotated[
-        str, typer.Option("--stack", "-s", help="Stack whose Pulumi.<stack>.yaml to plan.")
-    ] = "prod",
-    fmt: Annotated[
-        Format, typer.Option("--format", "-f", help="table (for people) or json.")
-    ] = Format.table,
+    stack: Stack = DEFAULT_STACK,
+    fmt: FormatOption = Format.table,
     prices: Annotated[
         Path | None,
         typer.Option(

@@ -1,16 +1,14 @@
 """`sandbox up | status | down`: the production architecture on this machine."""
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from koinonia_infra.cli.options import Format, FormatOption, StateDir
 from koinonia_infra.console import esc, output
 
 if TYPE_CHECKING:
     from koinonia_infra.sandbox.lifecycle import DownResult, StatusResult, UpResult
-
-Format = Literal["table", "json"]
 
 sandbox_app = typer.Typer(
     name="sandbox",
@@ -19,35 +17,20 @@ sandbox_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_STATE_DIR = typer.Option(
-    None,
-    "--state-dir",
-    help="Where the sandbox keeps its data, logs and descriptor "
-    "[default: $XDG_STATE_HOME/koinonia-infra/sandbox].",
-    file_okay=False,
-)
-_FORMAT = typer.Option("table", "--format", help="table or json.")
-
-
-def _check_format(fmt: str) -> Format:
-    from koinonia_infra.errors import UsageError
-
-    if fmt not in ("table", "json"):
-        raise UsageError(f"--format {fmt}: choose table or json")
-    return "json" if fmt == "json" else "table"
-
 
 @sandbox_app.command("up")
 def up_command(
     instances: int = typer.Option(2, "--instances", "-n", help="Number of API instances."),
-    state_dir: Path | None = _STATE_DIR,
-    fmt: str = _FORMAT,
+    state_dir: StateDir = None,
+    fmt: FormatOption = Format.table,
     timing: str = typer.Option(
         "fast",
         "--timing",
         help="fast: suspend, resume and deploys act at once. render: Render's sequence with "
         "scaled delays (async suspend, resume as a deploy, old instance kept after a deploy).",
     ),
+    # Not the shared `--stack`: here 'none' is a value, and prod is the default only when its
+    # stack file is found (a sandbox runs without one).
     stack: str | None = typer.Option(
         None,
         "--stack",
@@ -60,27 +43,25 @@ def up_command(
     from koinonia_infra.sandbox.lifecycle import up
     from koinonia_infra.sandbox.stack import resolve_sandbox_stack
 
-    chosen = _check_format(fmt)
     settings = resolve_sandbox_stack(stack)  # a bad stack file fails before anything starts
     result = up(
         state_dir, instances, progress=lambda m: output.info(f"  {m}"), timing=timing,
         stack=settings,
     )  # fmt: skip
-    _render_up(result, chosen)
+    _render_up(result, fmt)
 
 
 @sandbox_app.command("status")
-def status_command(state_dir: Path | None = _STATE_DIR, fmt: str = _FORMAT) -> None:
+def status_command(state_dir: StateDir = None, fmt: FormatOption = Format.table) -> None:
     """Show the sandbox's processes and whether each instance and the edge are healthy."""
     from koinonia_infra.sandbox.lifecycle import status
 
-    chosen = _check_format(fmt)
-    _render_status(status(state_dir), chosen)
+    _render_status(status(state_dir), fmt)
 
 
 @sandbox_app.command("down")
 def down_command(
-    state_dir: Path | None = _STATE_DIR,
+    state_dir: StateDir = None,
     purge: bool = typer.Option(
         False, "--purge", help="Also delete the state dir (database, logs, descriptor)."
     ),
@@ -124,7 +105,7 @@ def _render_up(result: "UpResult", fmt: Format) -> None:
         )
     else:
         output.success(f"sandbox up in {result.seconds:.1f}s")
-    if fmt == "json":
+    if fmt is Format.json:
         output.json(_up_json(result))
         return
     from rich.table import Table
@@ -147,7 +128,7 @@ def _render_up(result: "UpResult", fmt: Format) -> None:
 
 
 def _render_status(result: "StatusResult", fmt: Format) -> None:
-    if fmt == "json":
+    if fmt is Format.json:
         output.json(
             {
                 "stateDir": str(result.state_dir),
