@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,12 +89,15 @@ class DeploymentSource:
 
     @property
     def flags(self) -> str:
-        """The options that name this deployment again, for a command suggested to the user."""
-        from koinonia_infra.ops.guard import target_flags
-
-        return target_flags(
-            stack=self.stack, outputs=self.outputs, target=self.target, state_dir=self.state_dir
-        )
+        """The options that name this deployment again, for a command suggested to the user
+        (e.g. ` --target sandbox --state-dir DIR`); empty for the default stack."""
+        if self.target is not None:
+            flags = f" --target {shlex.quote(self.target)}"
+            state_dir = self.state_dir
+            return flags + (f" --state-dir {shlex.quote(str(state_dir))}" if state_dir else "")
+        if self.outputs is not None:
+            return f" --outputs {shlex.quote(str(self.outputs))}"
+        return f" --stack {shlex.quote(self.stack)}" if self.stack else ""
 
     def sandbox_stack(self) -> SandboxStack | None:
         """With `--target sandbox`: the stack the sandbox runs (`sandbox up --stack`)."""

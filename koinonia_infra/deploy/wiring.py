@@ -139,14 +139,15 @@ def verify_deployment(
 ) -> VerifyOutcome:
     """`verify` on the new deployment, with the stack's thresholds."""
     from koinonia_infra.deploy.types import VerifyOutcome
-    from koinonia_infra.ops.guard import suspended_hints, suspended_in_verify, target_flags
+    from koinonia_infra.ops.guard import suspended_hints, suspended_in_verify
+    from koinonia_infra.targets import DeploymentSource
     from koinonia_infra.verify import VerifyOptions, run_verify
 
     options = VerifyOptions.from_settings(
         settings.verify if settings else None, use_environment=True, health_path=health_path
     )
     report = run_verify(descriptor, options, on_progress=output.info)
-    flags = target_flags(stack=descriptor.stack)
+    flags = DeploymentSource(stack=descriptor.stack).flags
     for hint in suspended_hints(suspended_in_verify(report), flags):
         output.warning(hint)
     failed = [f"{c.name} ({c.target})" for c in report.failed]

@@ -11,9 +11,6 @@ from koinonia_infra.monitor.model import MonitorReport
 from koinonia_infra.settings import MonitorSettings, VerifySettings
 from koinonia_infra.targets import DeploymentSource
 
-# The name this module's callers used before the deployment's options had one type.
-MonitorTarget = DeploymentSource
-
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Render keeps metrics for a limited time; a window longer than a month is a typo.

@@ -29,7 +29,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shlex
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -54,22 +53,6 @@ WATCH_INTERVAL_SECONDS = 2.0
 
 
 # ---- how to bring an instance back ---------------------------------------------------------------
-
-
-def target_flags(
-    *,
-    stack: str | None = None,
-    outputs: Path | None = None,
-    target: str | None = None,
-    state_dir: Path | None = None,
-) -> str:
-    """The options that name the same deployment again, for a command we suggest to the user."""
-    if target is not None:
-        flags = f" --target {shlex.quote(target)}"
-        return flags + (f" --state-dir {shlex.quote(str(state_dir))}" if state_dir else "")
-    if outputs is not None:
-        return f" --outputs {shlex.quote(str(outputs))}"
-    return f" --stack {shlex.quote(stack)}" if stack else ""
 
 
 def resume_hint(number: int, name: str, flags: str) -> str:
@@ -284,6 +267,7 @@ def hold_for_removal(descriptor: Descriptor, number: int, *, stack: str | None) 
     than N is suspended (a drill holds it down) or deploying (a rollout). Their /health is
     `check_survivors`' part, with its --force."""
     from koinonia_infra.measure.health import probe_health
+    from koinonia_infra.targets import DeploymentSource
 
     with deployment_lock(descriptor, f"destroy-instance {number}"):
         client = RenderClient.for_descriptor(descriptor)
@@ -293,6 +277,7 @@ def hold_for_removal(descriptor: Descriptor, number: int, *, stack: str | None) 
                 "set RENDER_API_KEY"
             )
         with client:
-            guard = Guard(descriptor, client, probe_health, flags=target_flags(stack=stack))
+            flags = DeploymentSource(stack=stack).flags
+            guard = Guard(descriptor, client, probe_health, flags=flags)
             guard.require(f"remove instance {number}", exclude=number, health=False)
         yield

@@ -138,12 +138,13 @@ class _Report:
 def test_drill_and_rollout_report_on_a_full_disk_exit_3_without_a_file(
     small_disk: SmallDisk, name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from koinonia_infra.cli.ops import Format, _emit
+    from koinonia_infra.cli.ops import _emit
+    from koinonia_infra.cli.options import ReportFormat
 
     small_disk.fill()
     report = small_disk.path / name
     with pytest.raises(typer.Exit) as info:
-        _emit(_Report(), Format.json, report, "# drill\n" * 100, "table")
+        _emit(_Report(), ReportFormat.json, report, "# drill\n" * 100, "table")
     assert info.value.exit_code == EXIT_ENVIRONMENT
     assert not report.exists()
     no_temporary_files(small_disk)

@@ -132,10 +132,11 @@ def test_a_bad_sandbox_edge_override_is_one_config_error(
 def test_monitor_judges_the_sandbox_by_the_verify_thresholds_of_its_stack(
     project: Path, tmp_path: Path
 ) -> None:
-    from koinonia_infra.monitor.run import MonitorTarget, rules_for
+    from koinonia_infra.monitor.run import rules_for
+    from koinonia_infra.targets import DeploymentSource
 
     write_sandbox_stack(tmp_path, resolve_sandbox_stack("lab"))
-    _, verify = rules_for(MonitorTarget(target="sandbox", state_dir=tmp_path))
+    _, verify = rules_for(DeploymentSource(target="sandbox", state_dir=tmp_path))
     assert verify.p95_ms == 1234
 
 
