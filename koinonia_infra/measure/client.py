@@ -1,13 +1,13 @@
-"""The HTTP/1.1 keep-alive client the load runs on, and its httpx transport.
+"""The HTTP/1.1 keep-alive client the load runs on.
 
 Responses are parsed by httptools (llhttp) inside an asyncio protocol, on uvloop where the
 platform has it (`run_load`): kept libraries, not a hand-written parser. Measured on a 2-core box
 against a local Caddy: httpx + aiohttp ~1,500 req/s and p50 3-5x wrk's at concurrency 8 (the
-client's own per-request overhead becomes the latency it reports); AsyncClient in front of
-`LeanTransport` ~0.5-0.7x wrk's rate with p50 up to 1.8x; the transport called directly ~0.8-0.9x
-wrk's rate with p50 within 1.15x. Every request has a deadline (connect + headers + body) and
-every body and header block is capped, so a hostile server costs a bounded amount of time and
-memory.
+client's own per-request overhead becomes the latency it reports); an httpx AsyncClient over a
+transport on this connection pool ~0.5-0.7x wrk's rate with p50 up to 1.8x; the pool called
+directly ~0.8-0.9x wrk's rate with p50 within 1.15x. Every request has a deadline (connect +
+headers + body) and every body and header block is capped, so a hostile server costs a bounded
+amount of time and memory.
 """
 
 from __future__ import annotations
@@ -237,8 +237,8 @@ def _invalid(exc: httptools.HttpParserError) -> ProtocolError:
 
 class LeanClient:
     """Keep-alive HTTP/1.1 connections to one origin; at most `max_connections` requests in
-    flight (one per connection), idle connections reused. Use from a single event loop;
-    `LeanTransport` puts httpx in front of it. `max_connections=None`: the caller bounds its own
+    flight (one per connection), idle connections reused. Use from a single event loop.
+    `max_connections=None`: the caller bounds its own
     concurrency (the load's workers, the steady rate's in-flight cap), and no semaphore is paid
     for on every request.
     """
@@ -333,81 +333,13 @@ class LeanClient:
         self._idle.clear()
 
 
-class LeanTransport(httpx.AsyncBaseTransport):
-    """An httpx transport over `LeanClient`: one origin, HTTP/1.1 keep-alive, one request per
-    connection at a time, a deadline per request and capped bodies and headers.
-
-    `response.extensions["koinonia.timing"]` is (sent, finished) on time.monotonic(): from
-    writing the request to the last body byte, so latency excludes the caller's own overhead.
-    Failures raise httpx exceptions whose `__cause__` is the original error.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        max_body_bytes: int = DEFAULT_MAX_BODY,
-        max_connections: int = 64,
-        verify_tls: bool = True,
-    ) -> None:
-        self.lean = LeanClient(
-            url,
-            timeout=timeout,
-            max_body_bytes=max_body_bytes,
-            max_connections=max_connections,
-            verify_tls=verify_tls,
-        )
-        t = self.lean.target
-        self._origin = ("https" if t.tls else "http", t.host, t.port)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url, lean = request.url, self.lean
-        port = url.port or (443 if url.scheme == "https" else 80)
-        if (url.scheme, url.host, port) != self._origin:
-            raise httpx.UnsupportedProtocol(
-                f"this transport only reaches {lean.target.where}", request=request
-            )
-        if request.method in ("HEAD", "CONNECT") or "transfer-encoding" in request.headers:
-            raise httpx.UnsupportedProtocol(
-                f"{request.method} with a streamed body or no response body is not supported",
-                request=request,
-            )
-        body = await request.aread()
-        parts = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
-        for key, value in request.headers.raw:
-            parts += (key, b": ", value, b"\r\n")
-        parts += (b"\r\n", body)
-        try:
-            sent, raw = await lean.request(b"".join(parts))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            reason = describe_error(exc, where=lean.target.where, timeout=lean.timeout)
-            if isinstance(exc, TimeoutError):
-                raise httpx.TimeoutException(reason, request=request) from exc
-            if isinstance(exc, ProtocolError | ConnectionClosed):
-                raise httpx.RemoteProtocolError(reason, request=request) from exc
-            raise httpx.ConnectError(reason, request=request) from exc
-        return httpx.Response(
-            raw.status,
-            headers=raw.headers,
-            stream=httpx.ByteStream(raw.body),
-            request=request,
-            extensions={"koinonia.timing": (sent, raw.finished)},
-        )
-
-    async def aclose(self) -> None:
-        await self.lean.aclose()
-
-
 class _Probe:
     """Load GETs straight on `LeanClient`: the request serialized once, the answer read from the
     parser's own fields. httpx is the API of every other read; here its per-request work
     (building an `httpx.Response` and its headers) is CPU the client would report as the
     target's latency: against a target faster than the client (the edge's self-answered
-    `/_edge/health`, benchmarks/bench_probe.py) going through `LeanTransport` held the probe to
-    0.25x wrk's rate with 3.9x its p50 on a 2-core box.
+    `/_edge/health`, benchmarks/bench_probe.py) going through an httpx transport held the probe
+    to 0.25x wrk's rate with 3.9x its p50 on a 2-core box.
     `get()` never raises: a failure is a sample with a one-line reason.
     """
 

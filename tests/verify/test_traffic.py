@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import socket
 import time
 
-import httpx
 import pytest
 from verify_servers import FakeDeployment
 
 from koinonia_infra.descriptor import parse_descriptor
 from koinonia_infra.errors import UsageError
 from koinonia_infra.measure.attribution import Attributor
-from koinonia_infra.measure.client import LeanTransport
 from koinonia_infra.measure.load import SteadyTraffic, burst
 from koinonia_infra.measure.samples import (
     Sample,
@@ -122,47 +118,3 @@ def test_warmup_requests_are_sent_but_not_sampled(
     assert fake_deployment.rr - before == 14
     assert len(result.samples) == 10
     assert (result.warmup_requests, result.warmup_failures) == (4, 0)
-
-
-def test_lean_transport_serves_httpx(fake_deployment: FakeDeployment) -> None:
-    url = fake_deployment.edge_url + "/health"
-
-    async def go() -> list[httpx.Response]:
-        transport = LeanTransport(url, max_connections=2)
-        async with httpx.AsyncClient(transport=transport) as client:
-            responses = [await client.get(url) for _ in range(4)]
-            with pytest.raises(httpx.UnsupportedProtocol, match="only reaches"):
-                await client.get("http://127.0.0.1:1/health")
-            return responses
-
-    responses = asyncio.run(go())
-    ports = {f"127.0.0.1:{i.port}" for i in fake_deployment.instances}
-    assert {r.headers["X-Koinonia-Upstream"] for r in responses} == ports
-    for r in responses:
-        assert r.status_code == 200
-        assert isinstance(json.loads(r.content), dict)
-        sent, finished = r.extensions["koinonia.timing"]
-        assert 0 <= finished - sent < 5
-
-
-def test_lean_transport_failures_are_httpx_errors_with_one_line_reasons(
-    hostile_url: str,
-) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        refused = f"http://127.0.0.1:{sock.getsockname()[1]}/"
-
-    async def get(url: str, timeout: float = 5.0) -> httpx.HTTPError:
-        async with httpx.AsyncClient(transport=LeanTransport(url, timeout=timeout)) as client:
-            with pytest.raises(httpx.HTTPError) as caught:
-                await client.get(url)
-            return caught.value
-
-    assert isinstance(asyncio.run(get(refused)), httpx.ConnectError)
-    assert "connection refused" in str(asyncio.run(get(refused)))
-    big = asyncio.run(get(hostile_url + "/huge-declared"))
-    assert isinstance(big, httpx.RemoteProtocolError)
-    assert "larger than the 1048576-byte cap" in str(big)
-    stalled = asyncio.run(get(hostile_url + "/stall", timeout=0.5))
-    assert isinstance(stalled, httpx.TimeoutException)
-    assert "timed out after 0.5s" in str(stalled)
