@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from koinonia_infra.descriptor import Descriptor, load_descriptor
-from koinonia_infra.errors import EnvironmentProblem, UsageError
+from koinonia_infra.errors import ConfigError, EnvironmentProblem, UsageError
 from koinonia_infra.project import DEFAULT_STACK
 
 if TYPE_CHECKING:
     from koinonia_infra.render_api import RenderClient
     from koinonia_infra.sandbox.stack import SandboxStack
+    from koinonia_infra.settings import Settings
 
 DESCRIPTOR_FILE = "descriptor.json"
 
@@ -35,8 +37,11 @@ def resolve_descriptor(
     target: str | None = None,
     state_dir: Path | None = None,
     default_stack: str = DEFAULT_STACK,
+    settings: Settings | None = None,
+    render_api_url: str | None = None,
 ) -> Descriptor:
-    """One of the three sources; none given means the default stack."""
+    """One of the three sources; none given means the default stack (`settings`: its settings
+    when the caller has them; `render_api_url`: where the edge's id is looked up)."""
     given = [name for name, v in (("--stack", stack), ("--outputs", outputs), ("--target", target))
              if v is not None]  # fmt: skip
     if len(given) > 1:
@@ -59,7 +64,7 @@ def resolve_descriptor(
         return load_descriptor(path)
     from koinonia_infra.deploy.outputs import read_descriptor
 
-    return read_descriptor(stack or default_stack)
+    return read_descriptor(stack or default_stack, settings=settings, api_url=render_api_url)
 
 
 @dataclass(frozen=True)
@@ -75,9 +80,34 @@ class DeploymentSource:
     render_api_url: str | None = None
 
     def descriptor(self) -> Descriptor:
+        settings = None
+        if self.from_stack is not None:
+            try:
+                settings = self.stack_settings
+            except ConfigError:
+                # The outputs still describe the deployment (without the edge's name); a
+                # command that needs the settings reads them itself and names the problem.
+                settings = None
         return resolve_descriptor(
-            stack=self.stack, outputs=self.outputs, target=self.target, state_dir=self.state_dir
+            stack=self.stack,
+            outputs=self.outputs,
+            target=self.target,
+            state_dir=self.state_dir,
+            settings=settings,
+            render_api_url=self.render_api_url,
         )
+
+    @cached_property
+    def stack_settings(self) -> Settings | None:
+        """The settings of the stack the deployment comes from (`from_stack`), read once per
+        command; None for `--outputs` and `--target`. A missing or invalid stack file raises
+        `ConfigError` naming it."""
+        if self.from_stack is None:
+            return None
+        from koinonia_infra.project import stack_path
+        from koinonia_infra.settings import load_settings
+
+        return load_settings(stack_path(self.from_stack))
 
     @property
     def from_stack(self) -> str | None:

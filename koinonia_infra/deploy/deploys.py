@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from koinonia_infra.deploy.types import (
     CLOCK_SKEW,
@@ -17,18 +16,8 @@ from koinonia_infra.deploy.types import (
     Seams,
 )
 from koinonia_infra.descriptor import Descriptor
-from koinonia_infra.errors import (
-    OperationFailed,
-)
+from koinonia_infra.errors import OperationFailed
 from koinonia_infra.measure.poll import poll
-
-if TYPE_CHECKING:
-    pass
-
-
-# ------------------------------------------------------------------------------------------
-# Deploy waiting
-# ------------------------------------------------------------------------------------------
 
 
 def services_of(descriptor: Descriptor) -> list[tuple[str, str]]:

@@ -35,11 +35,6 @@ if TYPE_CHECKING:
     from koinonia_infra.deploy.types import Engine
 
 
-# ------------------------------------------------------------------------------------------
-# destroy-instance
-# ------------------------------------------------------------------------------------------
-
-
 def check_destroy_request(number: int, declared: Sequence[int]) -> None:
     """Before any engine: N must be declared, and must not be the last instance."""
     listed = ", ".join(str(n) for n in declared)

@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from koinonia_infra.descriptor import Descriptor, InstanceRef
-from koinonia_infra.errors import (
-    EXIT_OK,
-)
+from koinonia_infra.errors import EXIT_OK
 from koinonia_infra.measure.health import HealthResult
 
 if TYPE_CHECKING:

@@ -24,11 +24,6 @@ if TYPE_CHECKING:
     from koinonia_infra.settings import Settings
 
 
-# ------------------------------------------------------------------------------------------
-# preview / up
-# ------------------------------------------------------------------------------------------
-
-
 def adopted_names(settings: Settings | None) -> frozenset[str]:
     """The logical names of what the stack adopted, from its import ids."""
     if settings is None:

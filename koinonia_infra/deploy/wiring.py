@@ -55,7 +55,11 @@ def build_seams(stack: str, ui: DeployUI, *, deploy_timeout: float) -> Seams:
 
     def describe(outputs: Any) -> Descriptor:
         return descriptor_from_outputs(
-            outputs, stack=stack, project_dir=project_dir, edge_lookup=render_edge_lookup()
+            outputs,
+            stack=stack,
+            project_dir=project_dir,
+            edge_lookup=render_edge_lookup(),
+            settings=settings,
         )
 
     def wait(descriptor: Descriptor, since: datetime) -> list[DeployOutcome]:

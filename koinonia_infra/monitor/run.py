@@ -38,11 +38,8 @@ def rules_for(where: DeploymentSource) -> tuple[MonitorSettings, VerifySettings]
     """The runbook's defaults, then the stack file's `koinonia:monitor` and `koinonia:verify`
     when the deployment comes from a stack (as `verify` does); for the sandbox, the verify
     thresholds of the stack it runs (`sandbox up --stack`)."""
-    if where.from_stack is not None:
-        from koinonia_infra.project import stack_path
-        from koinonia_infra.settings import load_settings
-
-        settings = load_settings(stack_path(where.from_stack))
+    settings = where.stack_settings
+    if settings is not None:
         return settings.monitor, settings.verify
     sandbox = where.sandbox_stack()
     if sandbox is not None:

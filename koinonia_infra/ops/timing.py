@@ -228,18 +228,20 @@ def resolve_timing(
     rejoin_timeout: float | None = None,
     overlap: float | None = None,
     state_dir: Path | None = None,
+    stack_settings: Settings | None = None,
 ) -> OpsTiming:
     """The CLI's order, like `verify`'s thresholds: the target's timings, then the stack file's
     `koinonia:ops` (and its api/edge settings) when the deployment comes from a stack
     (`from_stack` names it), then the flags. The sandbox (in `state_dir`) reacts as the edge of
-    the stack it runs (`sandbox up --stack`)."""
+    the stack it runs (`sandbox up --stack`). `stack_settings`: that stack's settings when the
+    caller has read them already."""
     settings: Settings | None = None
     sandbox_edge: EdgeSettings | None = None
     if from_stack is not None and not is_sandbox(descriptor):
         from koinonia_infra.project import stack_path
         from koinonia_infra.settings import load_settings
 
-        settings = load_settings(stack_path(from_stack))
+        settings = stack_settings or load_settings(stack_path(from_stack))
     if is_sandbox(descriptor):
         from koinonia_infra.sandbox.lifecycle import resolve_state_dir
         from koinonia_infra.sandbox.stack import read_sandbox_stack
@@ -267,9 +269,11 @@ def timing_of(
     source: DeploymentSource, descriptor: Descriptor, flags: TimingFlags = TimingFlags()
 ) -> OpsTiming:
     """`resolve_timing` for the deployment a command's options name."""
+    from_stack = source.from_stack if not is_sandbox(descriptor) else None
     return resolve_timing(
         descriptor,
-        from_stack=source.from_stack,
+        from_stack=from_stack,
         state_dir=source.state_dir,
+        stack_settings=source.stack_settings if from_stack is not None else None,
         **asdict(flags),
     )

@@ -346,17 +346,6 @@ def markdown(report: CapacityReport) -> str:
     return "\n".join([*lines, ""])
 
 
-def settings_for(stack: str | None) -> VerifySettings:
-    """The stack file's `koinonia:verify` (p95 threshold and capacity ceilings) when the
-    deployment comes from a stack; the defaults otherwise."""
-    if stack is None:
-        return VerifySettings()
-    from koinonia_infra.project import DEFAULT_STACK, stack_path
-    from koinonia_infra.settings import load_settings
-
-    return load_settings(stack_path(stack or DEFAULT_STACK)).verify
-
-
 # ---- the measurement, with --compare-single -----------------------------------------------------
 
 
@@ -589,7 +578,11 @@ def measure_capacity(
     flags (None: not given), else the stack file (for the sandbox, the stack it runs), else the
     defaults; a real deployment is loaded only once `confirm` lets it, as the drill asks."""
     sandbox = source.sandbox_stack()
-    settings = sandbox.verify if sandbox is not None else settings_for(source.from_stack)
+    stack_settings = source.stack_settings
+    if sandbox is not None:
+        settings = sandbox.verify
+    else:
+        settings = stack_settings.verify if stack_settings is not None else VerifySettings()
     descriptor = source.descriptor()
     threshold = p95_ms if p95_ms is not None else settings.p95_ms
     ceiling = max_concurrency if max_concurrency is not None else settings.capacity_max_concurrency

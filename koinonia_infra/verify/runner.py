@@ -353,11 +353,8 @@ def verify_deployment(
     flags = dict(overrides or {})
     edge: EdgeSettings | None = None
     sandbox = source.sandbox_stack()
-    if source.from_stack is not None:
-        from koinonia_infra.project import stack_path
-        from koinonia_infra.settings import load_settings
-
-        stack_settings = load_settings(stack_path(source.from_stack))
+    stack_settings = source.stack_settings
+    if stack_settings is not None:
         settings, edge = stack_settings.verify, stack_settings.edge
     elif sandbox is not None:
         # The stack the sandbox runs (`sandbox up --stack`): its thresholds and edge.

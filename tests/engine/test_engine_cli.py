@@ -55,7 +55,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, project: Path) -> dict[str, Any]:
 
     monkeypatch.setattr(wiring, "open_engine", open_engine)
     monkeypatch.setattr(wiring, "build_seams", build_seams)
-    monkeypatch.setattr("koinonia_infra.deploy.outputs.render_edge_lookup", lambda: None)
+    monkeypatch.setattr("koinonia_infra.deploy.outputs.render_edge_lookup", lambda _url=None: None)
     return state
 
 
@@ -257,7 +257,7 @@ def stub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path) -> dict
     monkeypatch.setenv("STUB_EVENTS", str(events))
     monkeypatch.setenv("STUB_OUTPUTS", json.dumps(OUTPUTS))
     monkeypatch.delenv("KOINONIA_DEBUG", raising=False)
-    monkeypatch.setattr("koinonia_infra.deploy.outputs.render_edge_lookup", lambda: None)
+    monkeypatch.setattr("koinonia_infra.deploy.outputs.render_edge_lookup", lambda _url=None: None)
     return {"log": log, "events": events, "project": project}
 
 

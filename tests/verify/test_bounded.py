@@ -161,7 +161,7 @@ def test_client_timeout_outlasts_the_stacks_edge_retry_window(
     monkeypatch.setattr(
         koinonia_infra.deploy.outputs,
         "read_descriptor",
-        lambda stack: parse_descriptor(fake_deployment.descriptor(), source=stack),
+        lambda stack, **_: parse_descriptor(fake_deployment.descriptor(), source=stack),
     )
     result = runner.invoke(app, ["verify", "--stack", "staging", "-n", "4", "-f", "json"])
     assert json.loads(result.stdout)["thresholds"]["timeoutSeconds"] == 17.0

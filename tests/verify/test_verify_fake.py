@@ -395,14 +395,31 @@ def test_stack_config_sets_thresholds_and_flags_override_it(
     project = _stack_project(tmp_path, "p95Ms: 0.002\nrequests: 12\nshareTolerancePoints: 20")
     monkeypatch.setenv("KOINONIA_PROJECT_DIR", str(project))
     seen: list[str] = []
+    handed: list[Any] = []
 
-    def read_descriptor(stack: str) -> Any:  # the engine boundary: no Pulumi CLI here
+    def read_descriptor(stack: str, *, settings: Any = None, api_url: Any = None) -> Any:
+        # The engine boundary: no Pulumi CLI here.
         seen.append(stack)
+        handed.append(settings)
         return parse_descriptor(fake_deployment.descriptor(), source=stack)
 
+    import koinonia_infra.settings
+
+    loads: list[Path] = []
+    real_load = koinonia_infra.settings.load_settings
+
+    def counting_load(path: Path) -> Any:
+        loads.append(path)
+        return real_load(path)
+
+    monkeypatch.setattr(koinonia_infra.settings, "load_settings", counting_load)
     monkeypatch.setattr(koinonia_infra.deploy.outputs, "read_descriptor", read_descriptor)
     result = verify_cli("--stack", "staging", "-f", "json")
     assert seen == ["staging"]
+    # The stack file is read once, and its settings reach the descriptor's reader.
+    assert [p.name for p in loads] == ["Pulumi.staging.yaml"]
+    assert handed[0] is not None
+    assert handed[0].verify.p95_ms == 0.002
     assert result.exit_code == 1
     data = json.loads(result.stdout)
     assert data["thresholds"]["p95Ms"] == 0.002
