@@ -435,25 +435,27 @@ def drill_failover(
     inst = descriptor.instance(instance)
     timing = timing_of(source, descriptor, timing_flags)
     client = source.client(descriptor, required="drill failover")
-    confirm(
-        f"Suspend api-{instance} ({inst.name}) for {duration:g}s under {rate:g} req/s?",
-        what=f"drill failover suspends api-{instance} ({inst.name})",
-    )
-    on_event(timing.summary())
-    lock = deployment_lock(descriptor, f"drill failover --instance {instance}")
-    with sigterm_as_interrupt(), client, lock:
-        return run_failover_drill(
-            descriptor,
-            client,
-            instance=instance,
-            duration=duration,
-            rate=rate,
-            start_traffic=SteadyRun,
-            probe=probe_health,
-            on_event=on_event,
-            resume_flags=source.flags,
-            timing=timing,
+    # Closed however it ends, a declined confirmation included.
+    with client:
+        confirm(
+            f"Suspend api-{instance} ({inst.name}) for {duration:g}s under {rate:g} req/s?",
+            what=f"drill failover suspends api-{instance} ({inst.name})",
         )
+        on_event(timing.summary())
+        lock = deployment_lock(descriptor, f"drill failover --instance {instance}")
+        with sigterm_as_interrupt(), lock:
+            return run_failover_drill(
+                descriptor,
+                client,
+                instance=instance,
+                duration=duration,
+                rate=rate,
+                start_traffic=SteadyRun,
+                probe=probe_health,
+                on_event=on_event,
+                resume_flags=source.flags,
+                timing=timing,
+            )
 
 
 def _report(

@@ -363,24 +363,26 @@ def rollout_deployment(
     timing = timing_of(source, descriptor, timing_flags)
     client = source.client(descriptor, required="rollout")
     names = ", ".join(f"api-{n}" for n in sequence)
-    confirm(
-        f"Redeploy {names} one at a time under {rate:g} req/s?",
-        what=f"rollout redeploys {names}",
-    )
-    on_event(timing.summary())
     # A file or the sandbox's descriptor is read again after each deploy (a redeployed sandbox
     # instance answers on a new address); a stack's outputs change only with `up`.
     refresh = source.descriptor if source.from_stack is None else None
-    with sigterm_as_interrupt(), client, deployment_lock(descriptor, "rollout"):
-        return run_rollout(
-            descriptor,
-            client,
-            order=sequence,
-            start_traffic=SteadyRun,
-            probe=probe_health,
-            rate=rate,
-            timing=timing,
-            on_event=on_event,
-            refresh=refresh,
-            resume_flags=source.flags,
+    # Closed however it ends, a declined confirmation included.
+    with client:
+        confirm(
+            f"Redeploy {names} one at a time under {rate:g} req/s?",
+            what=f"rollout redeploys {names}",
         )
+        on_event(timing.summary())
+        with sigterm_as_interrupt(), deployment_lock(descriptor, "rollout"):
+            return run_rollout(
+                descriptor,
+                client,
+                order=sequence,
+                start_traffic=SteadyRun,
+                probe=probe_health,
+                rate=rate,
+                timing=timing,
+                on_event=on_event,
+                refresh=refresh,
+                resume_flags=source.flags,
+            )

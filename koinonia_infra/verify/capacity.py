@@ -583,36 +583,39 @@ def measure_capacity(
         settings = sandbox.verify
     else:
         settings = stack_settings.verify if stack_settings is not None else VerifySettings()
+    if not path.startswith("/"):
+        # Before the deployment is resolved: a typo costs nothing.
+        raise UsageError(f"--capacity-path {path!r}: must start with '/'")
     descriptor = source.descriptor()
     threshold = p95_ms if p95_ms is not None else settings.p95_ms
     ceiling = max_concurrency if max_concurrency is not None else settings.capacity_max_concurrency
     seconds = max_seconds if max_seconds is not None else settings.capacity_max_seconds
     client = source.client(descriptor, required="--compare-single") if compare_single else None
-    if not path.startswith("/"):
-        raise UsageError(f"--capacity-path {path!r}: must start with '/'")
-    if descriptor.sandbox_timing is None:
-        # Load on a real deployment is a risk of its own: its users share the capacity measured.
-        single = ", then with all but one instance suspended" if compare_single else ""
-        confirm(
-            f"Load {descriptor.edge_url} up to {ceiling} concurrent requests for up to "
-            f"{seconds:g}s{single}?",
-            what="verify --capacity loads the deployment",
+    # Closed however it ends, a declined confirmation included.
+    with client or contextlib.nullcontext():
+        if descriptor.sandbox_timing is None:
+            # Load on a real deployment is a risk of its own: its users share what is measured.
+            single = ", then with all but one instance suspended" if compare_single else ""
+            confirm(
+                f"Load {descriptor.edge_url} up to {ceiling} concurrent requests for up to "
+                f"{seconds:g}s{single}?",
+                what="verify --capacity loads the deployment",
+            )
+        lock = (
+            deployment_lock(descriptor, "verify --capacity --compare-single")
+            if compare_single
+            else contextlib.nullcontext()
         )
-    lock = (
-        deployment_lock(descriptor, "verify --capacity --compare-single")
-        if compare_single
-        else contextlib.nullcontext()
-    )
-    with sigterm_as_interrupt(), lock, client or contextlib.nullcontext():
-        return run_capacity(
-            descriptor,
-            p95_ms=threshold,
-            max_concurrency=ceiling,
-            max_seconds=seconds,
-            compare_single=compare_single,
-            path=path,
-            client=client,
-            probe=probe_health,
-            on_progress=on_progress,
-            resume_flags=source.flags,
-        )
+        with sigterm_as_interrupt(), lock:
+            return run_capacity(
+                descriptor,
+                p95_ms=threshold,
+                max_concurrency=ceiling,
+                max_seconds=seconds,
+                compare_single=compare_single,
+                path=path,
+                client=client,
+                probe=probe_health,
+                on_progress=on_progress,
+                resume_flags=source.flags,
+            )
