@@ -94,7 +94,6 @@ class _Raw:
     body: bytes
     keep_alive: bool
     finished: float
-    headers: list[tuple[bytes, bytes]]  # as received, in order
 
 
 class _Conn(asyncio.Protocol):
@@ -109,6 +108,7 @@ class _Conn(asyncio.Protocol):
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
         self.closed = False
         self.waiter: asyncio.Future[_Raw] | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -116,12 +116,12 @@ class _Conn(asyncio.Protocol):
 
     def _reset_state(self) -> None:
         self.upstream: str | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
         self.framed = False  # Content-Length or chunked: the end of the body is known
         self.in_body = False
         self.body = bytearray()
         self.got_bytes = False
+        self.arrived = 0.0
         self.failure: ProtocolError | None = None
 
     # asyncio callbacks ------------------------------------------------------------------------
@@ -146,6 +146,9 @@ class _Conn(asyncio.Protocol):
             self.abort()  # unsolicited bytes: this connection is no longer in a known state
             return
         self.got_bytes = True
+        # When the last bytes arrived, taken before they are parsed: our own parsing (and that of
+        # the answers handed over in the same loop turn) is not the target's latency.
+        self.arrived = time.monotonic()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -157,7 +160,7 @@ class _Conn(asyncio.Protocol):
     def send(self, request: bytes) -> asyncio.Future[_Raw]:
         assert self.transport is not None
         self._reset_state()
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.waiter = self.loop.create_future()
         self.transport.write(request)
         return self.waiter
 
@@ -172,7 +175,6 @@ class _Conn(asyncio.Protocol):
         raise self.failure
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
         size = len(name)
         self.head_bytes += size + len(value) + 4
         if self.head_bytes > MAX_HEAD:
@@ -218,8 +220,7 @@ class _Conn(asyncio.Protocol):
                     upstream=self.upstream,
                     body=bytes(self.body),
                     keep_alive=keep_alive and not self.closed,
-                    finished=time.monotonic(),
-                    headers=self.headers,
+                    finished=self.arrived,
                 )
             )
 
@@ -279,7 +280,9 @@ class LeanClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
-    async def _exchange(self, request: bytes, deadline: float) -> _Raw:
+    async def exchange(self, request: bytes, deadline: float) -> _Raw:
+        """One request, by `deadline` (time.monotonic()), outside the `max_connections` bound:
+        for a caller that bounds its own requests in flight."""
         # A pooled connection the server closed while idle fails before any byte arrives: that
         # is the client's doing, not the server's, so it is retried once on a fresh connection.
         loop = asyncio.get_running_loop()
@@ -297,7 +300,8 @@ class LeanClient:
             waiter = conn.send(request)
             # One timer per request, not an `asyncio.timeout` scope: the scope's task
             # cancellation machinery is per-request CPU the load would report as latency.
-            timer = loop.call_later(max(0.0, deadline - time.monotonic()), _expire, waiter, conn)
+            # (Not call_at: uvloop's clock is not time.monotonic().)
+            timer = loop.call_later(deadline - time.monotonic(), _expire, waiter, conn)
             try:
                 raw = await waiter
             except ConnectionClosed as exc:
@@ -322,10 +326,10 @@ class LeanClient:
         the whole exchange (connect, headers, body) has `timeout` seconds."""
         if self._slots is None:
             sent = time.monotonic()
-            return sent, await self._exchange(request, sent + self.timeout)
+            return sent, await self.exchange(request, sent + self.timeout)
         async with self._slots:
             sent = time.monotonic()
-            return sent, await self._exchange(request, sent + self.timeout)
+            return sent, await self.exchange(request, sent + self.timeout)
 
     async def aclose(self) -> None:
         for conn in self._idle:
@@ -371,7 +375,8 @@ class _Probe:
     async def get(self) -> Sample:
         started = time.monotonic()
         try:
-            sent, raw = await self.lean.request(self.payload)
+            # Straight to the exchange: one coroutine less per request (no semaphore to take).
+            raw = await self.lean.exchange(self.payload, started + self.timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure is a sample, never an escape
@@ -383,8 +388,8 @@ class _Probe:
                 error=describe_error(exc, where=self.where, timeout=self.timeout),
             )
         return Sample(
-            started=sent,
-            latency_ms=(raw.finished - sent) * 1000.0,
+            started=started,
+            latency_ms=(raw.finished - started) * 1000.0,
             status=raw.status,
             upstream=raw.upstream or upstream_from_body(raw.body),
             error=None,
