@@ -190,6 +190,16 @@ def test_a_provider_deploy_that_never_appears_is_triggered_after_the_grace() -> 
     assert deploy_calls(world) == ["apply 2", "POST /v1/services/srv-2/deploys"]
 
 
+def test_one_of_two_expected_deploys_listed_is_followed_after_the_grace() -> None:
+    # Should Render list only one deploy for a service and env update, that one decides; the
+    # rollout starts none of its own.
+    world = World()
+    outcome = roll(world, [1], provider(world), {1: 2})
+    assert outcome.ok, outcome.error
+    assert deploy_calls(world) == ["apply 1", "POST /v1/services/srv-1/deploys"]
+    assert [d.deploy_id for d in outcome.deploys] == [world.instances[1].deploys[0]["id"]]
+
+
 # ------------------------------------------------------------------------------------------
 # Through `up`
 # ------------------------------------------------------------------------------------------
