@@ -5,8 +5,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from koinonia_infra.cli.options import DEFAULT_STACK, RenderApiUrl, Stack, StateDir, Target, Yes
+from koinonia_infra.cli.options import RenderApiUrl, Stack, StateDir, Target, Yes
 from koinonia_infra.console import output
+from koinonia_infra.project import DEFAULT_STACK
 
 if TYPE_CHECKING:
     from koinonia_infra.adopt.core import Adoption

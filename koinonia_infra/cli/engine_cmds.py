@@ -5,9 +5,10 @@ from typing import Annotated
 
 import typer
 
-from koinonia_infra.cli.options import DEFAULT_STACK, Format, FormatOption, Stack, Yes
+from koinonia_infra.cli.options import Format, FormatOption, Stack, Yes
 from koinonia_infra.console import output
 from koinonia_infra.errors import EXIT_CODES_HELP
+from koinonia_infra.project import DEFAULT_STACK
 
 DeployTimeout = Annotated[
     float,

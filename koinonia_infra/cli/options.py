@@ -1,6 +1,7 @@
 """Options shared by several commands, declared once: a flag means the same thing, with the same
 short form and help, in every command that takes it. Commands annotate their parameters with
-these types (`stack: Stack = DEFAULT_STACK`, `fmt: FormatOption = Format.table`).
+these types (`stack: Stack = DEFAULT_STACK`, the default from project.py; `fmt: FormatOption =
+Format.table`).
 """
 
 from enum import StrEnum
@@ -10,8 +11,6 @@ from typing import Annotated
 import typer
 
 from koinonia_infra.project import DEFAULT_STACK
-
-__all__ = ["DEFAULT_STACK"]  # re-exported: commands take their default from here
 
 
 class Format(StrEnum):

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from koinonia_infra.cli.options import DEFAULT_STACK, Format, FormatOption, Stack
+from koinonia_infra.cli.options import Format, FormatOption, Stack
 from koinonia_infra.console import output
+from koinonia_infra.project import DEFAULT_STACK
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
