@@ -55,10 +55,11 @@ if TYPE_CHECKING:
 # targeted update (`--target` with that instance's service and env URNs), each followed by the
 # provider's deploy, `live`, the instance's /health and the edge routing to it again
 # (ops/rollout.py, the same loop as `rollout`) before the next instance is touched. When both the
-# service and its env change, the provider starts two deploys; the newer one carries both
-# changes and is the one followed. Creating an env resource PUTs without deploying
-# (OnPostCreate), so an existing (adopted) service getting its first env resource is deployed by
-# the rollout itself.
+# service and its env change, the provider starts two deploys; the env's comes second (the env
+# resource takes `service_id=service.id`, program/api.py, so the engine updates it after the
+# service) and carries both changes: the newest deploy is the one followed. Creating an env
+# resource PUTs without deploying (OnPostCreate), so an existing (adopted) service getting its
+# first env resource is deployed by the rollout itself.
 
 
 def instance_changes(plan: ChangePlan) -> dict[int, list[Step]]:
