@@ -26,10 +26,13 @@ from koinonia_infra.errors import UsageError
 from koinonia_infra.measure.client import (
     DEFAULT_MAX_BODY,
     DEFAULT_TIMEOUT,
+    Answered,
+    _Conn,
     _Probe,
     _Target,
     run_load,
 )
+from koinonia_infra.measure.reasons import ConnectionClosed
 from koinonia_infra.measure.samples import Sample
 
 
@@ -82,63 +85,182 @@ class SteadyResult:
 StopRule = Callable[[int, int, Sequence[bool]], str | None]
 
 
+class _Worker:
+    """One of a burst's workers: one keep-alive connection, one request at a time. Its next
+    request is sent from the callback that receives the previous answer, in the same loop turn
+    (wrk's design): no task to wake and no future per request, which held the client to about
+    60% of wrk's rate against a target faster than it (docs/verify.md, "The traffic probe")."""
+
+    def __init__(self, rounds: _Rounds) -> None:
+        self.rounds = rounds
+        self.conn: _Conn | None = None
+        self.started = 0.0
+        self.reused = False
+        self.retried = False
+        self.on_answer: Answered = self._answered  # bound once, not once per request
+
+    def next(self) -> None:
+        """Send the next request, or retire when there is none left."""
+        rounds = self.rounds
+        if rounds.left <= 0 or rounds.halted:
+            rounds.retire()
+            return
+        rounds.left -= 1
+        self.started = time.monotonic()
+        self.retried = False
+        self._send()
+
+    def _send(self) -> None:
+        conn = self.conn
+        if conn is None or conn.closed:
+            self.conn = None
+            self.rounds.open_for(self)
+            return
+        self.reused = True
+        self._request(conn)
+
+    def opened(self, conn: _Conn) -> None:
+        self.conn = conn
+        self.reused = False
+        self._request(conn)
+
+    def _request(self, conn: _Conn) -> None:
+        probe = self.rounds.probe
+        self.rounds.lean.send(conn, probe.payload, self.started + probe.timeout, self.on_answer)
+
+    def _answered(self, conn: _Conn, exc: BaseException | None) -> None:
+        if self.rounds.halted:
+            return  # an answer to a request the burst has abandoned
+        try:
+            self._take(conn, exc)
+        except BaseException as error:  # a bug here must end the burst, not stall it
+            self.rounds.crash(error)
+
+    def _take(self, conn: _Conn, exc: BaseException | None) -> None:
+        rounds = self.rounds
+        if exc is None:
+            sample = rounds.probe.answered(self.started, conn)
+            if not conn.keep_alive or conn.closed:
+                conn.abort()
+                self.conn = None
+        else:
+            conn.abort()
+            self.conn = None
+            # A kept connection the server closed while idle fails before any byte arrives:
+            # the client's doing, so it is retried once on a fresh one (as LeanClient.exchange).
+            stale = isinstance(exc, ConnectionClosed) and self.reused and not exc.got_bytes
+            if stale and not self.retried:
+                self.retried = True
+                self._send()
+                return
+            sample = rounds.probe.failed(self.started, exc)
+        rounds.record(sample)
+        self.next()
+
+
 class _Rounds:
     """Requests through one `_Probe` by `workers` workers, stoppable by a rule or a deadline."""
 
     def __init__(
-        self, client: _Probe, workers: int, stop_when: StopRule | None, deadline: float | None
+        self, probe: _Probe, workers: int, stop_when: StopRule | None, deadline: float | None
     ) -> None:
-        self.client = client
-        self.workers = workers
+        self.probe = probe
+        self.lean = probe.lean
+        self.workers = [_Worker(self) for _ in range(workers)]
         self.stop_when = stop_when
         self.deadline = deadline
-        self.stop = asyncio.Event()
         self.stopped: str | None = None
+        self.halted = False
         self.completed = 0
         self.failed = 0
         self.recent: collections.deque[bool] = collections.deque(maxlen=256)
+        self.left = 0
+        self.active = 0
+        self.done: list[Sample] = []
+        self.finished: asyncio.Future[None] | None = None
+        self.opening: set[asyncio.Task[None]] = set()
 
-    def _record(self, sample: Sample) -> None:
+    def record(self, sample: Sample) -> None:
+        self.done.append(sample)
+        if self.stop_when is None:
+            return
+        ok = sample.ok
         self.completed += 1
-        self.failed += not sample.ok
-        self.recent.append(sample.ok)
-        if self.stop_when is not None and self.stopped is None:
+        self.failed += not ok
+        self.recent.append(ok)
+        if self.stopped is None:
             reason = self.stop_when(self.completed, self.failed, self.recent)
             if reason is not None:
                 self.stopped = reason
-                self.stop.set()
+                self.halted = True  # no request is sent after this; those in flight are dropped
+                self._end()
+
+    def retire(self) -> None:
+        self.active -= 1
+        if self.active == 0:
+            self._end()
+
+    def crash(self, error: BaseException) -> None:
+        self.halted = True
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_exception(error)
+
+    def _end(self) -> None:
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+    def open_for(self, worker: _Worker) -> None:
+        task = asyncio.get_running_loop().create_task(self._open(worker))
+        self.opening.add(task)
+        task.add_done_callback(self.opening.discard)
+
+    async def _open(self, worker: _Worker) -> None:
+        started = worker.started
+        try:
+            remaining = max(0.0, started + self.probe.timeout - time.monotonic())
+            async with asyncio.timeout(remaining):
+                conn = await self.lean.connect()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed connect is a sample, never an escape
+            if not self.halted:
+                self.record(self.probe.failed(started, exc))
+                worker.next()
+            return
+        if self.halted:
+            conn.abort()
+            return
+        worker.opened(conn)
 
     async def run(self, count: int) -> list[Sample]:
-        done: list[Sample] = []
-        counter = iter(range(count))
-
-        async def worker() -> None:
-            for _ in counter:
-                if self.stop.is_set():
-                    return
-                sample = await self.client.get()
-                done.append(sample)
-                self._record(sample)
-
-        tasks = [asyncio.create_task(worker()) for _ in range(min(self.workers, count))]
-        halt = asyncio.create_task(self.stop.wait())
-        finished = asyncio.create_task(asyncio.wait(tasks))
+        self.done = []
+        self.left = count
+        workers = self.workers[: min(len(self.workers), count)]
+        if not workers:
+            return self.done
+        self.finished = asyncio.get_running_loop().create_future()
+        self.active = len(workers)
         remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
         try:
-            await asyncio.wait(
-                {finished, halt}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
+            for worker in workers:
+                worker.next()
+            async with asyncio.timeout(remaining):
+                await self.finished
+        except TimeoutError:
+            if self.stopped is None:
+                self.stopped = "deadline reached"
         finally:
-            halt.cancel()
-            finished.cancel()
-            if not all(task.done() for task in tasks):
-                if self.stopped is None:
-                    self.stopped = "deadline reached"
-                self.stop.set()
-                for task in tasks:
+            if self.active > 0 or self.halted:
+                # Stopped, out of time or cancelled: what is in flight is abandoned, in no sample.
+                self.halted = True
+                for worker in self.workers:
+                    if worker.conn is not None:
+                        worker.conn.abort()
+                        worker.conn = None
+                for task in list(self.opening):
                     task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        return done
+                await asyncio.gather(*self.opening, return_exceptions=True)
+        return self.done
 
 
 async def burst_async(

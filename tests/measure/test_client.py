@@ -30,6 +30,19 @@ RESPONSES: dict[str, tuple[bytes, bool]] = {
     "/304": (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", False),
     "/100": (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", False),
     "/garbage": (b"SMTP ready\r\n\r\n", True),
+    # Two answers in one write to one request: the second was asked for by nobody.
+    "/two": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo",
+        False,
+    ),
+    "/big-head": (
+        b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"a" * 70_000 + b"\r\nContent-Length: 2\r\n\r\nok",
+        False,
+    ),
+    # A keep-alive answer (HTTP/1.1, no `Connection: close`), then the server closes anyway, as
+    # one does on an idle timeout.
+    "/then-close": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", True),
 }
 
 
@@ -134,3 +147,36 @@ def test_a_response_that_is_not_http_is_an_invalid_response(server: _Server) -> 
     assert sample.error is not None
     assert sample.error.startswith("invalid HTTP response")
     assert "\n" not in sample.error
+
+
+def test_an_answer_nobody_asked_for_is_never_taken_for_the_next_one(server: _Server) -> None:
+    result = burst(_url(server, "/two"), requests=3, concurrency=1)
+    # Each request gets the first answer of its write; the extra one costs its connection.
+    assert [(s.status, s.error) for s in result.samples] == [(200, None)] * 3
+    assert server.connections == 3
+
+
+def test_headers_past_the_cap_are_refused_with_a_reason(server: _Server) -> None:
+    (sample,) = burst(_url(server, "/big-head"), requests=1, concurrency=1).samples
+    assert sample.error is not None
+    assert sample.error.startswith("response headers larger than 65536 bytes")
+
+
+def test_a_kept_connection_the_server_closed_costs_no_failure(server: _Server) -> None:
+    result = burst(_url(server, "/then-close"), requests=4, concurrency=1)
+    assert [(s.status, s.error) for s in result.samples] == [(200, None)] * 4
+    assert server.connections == 4
+
+
+def test_a_stop_rule_that_fails_ends_the_burst_with_its_error(server: _Server) -> None:
+    from koinonia_infra.measure.load import burst_async
+
+    def broken(completed: int, failed: int, recent: object) -> str | None:
+        raise RuntimeError("broken stop rule")
+
+    with pytest.raises(RuntimeError, match="broken stop rule"):
+        asyncio.run(
+            asyncio.wait_for(
+                burst_async(_url(server, "/length"), 10, 2, stop_when=broken), timeout=10
+            )
+        )
