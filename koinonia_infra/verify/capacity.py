@@ -16,7 +16,6 @@ and the CLI holds the same deployment lock as the drill and rollout (ops/guard.p
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from koinonia_infra.errors import (
     UsageError,
 )
 from koinonia_infra.measure.attribution import Attributor
+from koinonia_infra.measure.client import run_load
 from koinonia_infra.measure.health import Probe, health_url, probe_health
 from koinonia_infra.measure.load import BurstResult, burst_async
 from koinonia_infra.measure.poll import Sleep, wait_healthy, wait_until
@@ -71,7 +71,7 @@ def _first_error(completed: int, failed: int, _recent: object) -> str | None:
 def burst_step(url: str, requests: int, concurrency: int, deadline: float) -> BurstResult:
     """One step of the ramp: a warm-up round per connection, then `requests` at `concurrency`,
     ended by the first failure or the ramp's deadline."""
-    return asyncio.run(
+    return run_load(
         burst_async(
             url,
             requests,
@@ -461,7 +461,7 @@ def edge_sampler(descriptor: Descriptor, count: int = 20) -> Callable[[], list[i
     url = health_url(descriptor.edge_url)
 
     def sample() -> list[int | None]:
-        burst = asyncio.run(burst_async(url, count, 2))
+        burst = run_load(burst_async(url, count, 2))
         return [attribute(s) for s in burst.samples]
 
     return sample

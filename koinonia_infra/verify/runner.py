@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import RenderApiError
+from koinonia_infra.measure.client import run_load
 from koinonia_infra.measure.fetch import fetch_async, make_http_client
 from koinonia_infra.measure.load import BurstResult, StopRule, burst_async
 from koinonia_infra.measure.poll import poll
@@ -211,7 +212,8 @@ def _observe(
     deadline: float,
 ) -> Observations:
     obs = Observations(render_skip=render_skip)
-    asyncio.run(_observe_http(checks, descriptor, options, obs, deadline))
+    # On the load's own loop (uvloop where there is one): the burst is measured on it.
+    run_load(_observe_http(checks, descriptor, options, obs, deadline))
     if render is not None and any(c.probe == "render" for c in checks):
         _observe_render(checks, descriptor, render, obs, deadline)
     return obs
