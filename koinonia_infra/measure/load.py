@@ -132,14 +132,18 @@ class _Worker:
         if self.rounds.halted:
             return  # an answer to a request the burst has abandoned
         try:
-            self._take(conn, exc)
-        except BaseException as error:  # a bug here must end the burst, not stall it
+            sample = self._sample(conn, exc)
+        except BaseException as error:  # see settle
             self.rounds.crash(error)
+            return
+        if sample is not None:
+            self.settle(sample)
 
-    def _take(self, conn: _Conn, exc: BaseException | None) -> None:
-        rounds = self.rounds
+    def _sample(self, conn: _Conn, exc: BaseException | None) -> Sample | None:
+        """The request's sample; None when it was sent again (a stale kept connection)."""
+        probe = self.rounds.probe
         if exc is None:
-            sample = rounds.probe.answered(self.started, conn)
+            sample = probe.answered(self.started, conn)
             if not conn.keep_alive or conn.closed:
                 conn.abort()
                 self.conn = None
@@ -152,10 +156,18 @@ class _Worker:
             if stale and not self.retried:
                 self.retried = True
                 self._send()
-                return
-            sample = rounds.probe.failed(self.started, exc)
-        rounds.record(sample)
-        self.next()
+                return None
+            sample = probe.failed(self.started, exc)
+        return sample
+
+    def settle(self, sample: Sample) -> None:
+        """Count `sample`, then send the next request. Called from the event loop's callbacks,
+        where an exception would be logged and lost: one ends the burst with it instead."""
+        try:
+            self.rounds.record(sample)
+            self.next()
+        except BaseException as error:
+            self.rounds.crash(error)
 
 
 class _Rounds:
@@ -224,8 +236,7 @@ class _Rounds:
             raise
         except Exception as exc:  # a failed connect is a sample, never an escape
             if not self.halted:
-                self.record(self.probe.failed(started, exc))
-                worker.next()
+                worker.settle(self.probe.failed(started, exc))
             return
         if self.halted:
             conn.abort()

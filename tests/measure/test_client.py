@@ -180,3 +180,23 @@ def test_a_stop_rule_that_fails_ends_the_burst_with_its_error(server: _Server) -
                 burst_async(_url(server, "/length"), 10, 2, stop_when=broken), timeout=10
             )
         )
+
+
+def test_a_stop_rule_that_fails_on_a_refused_connection_ends_the_burst_too() -> None:
+    import socket
+
+    from koinonia_infra.measure.load import burst_async
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+
+    def broken(completed: int, failed: int, recent: object) -> str | None:
+        raise RuntimeError("broken stop rule")
+
+    with pytest.raises(RuntimeError, match="broken stop rule"):
+        asyncio.run(
+            asyncio.wait_for(
+                burst_async(f"http://127.0.0.1:{port}/", 10, 2, stop_when=broken), timeout=10
+            )
+        )
