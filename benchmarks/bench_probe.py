@@ -99,13 +99,13 @@ def compare(url: str, rounds: int, *, p50: bool) -> tuple[float, float | None]:
     wrk_rps = statistics.median(r for r, _ in w32)
     probe_rps = statistics.median(r for r, _ in p32)
     print(f"  concurrency 32: probe {probe_rps:,.0f} req/s, wrk {wrk_rps:,.0f} req/s "
-          f"-> ratio {probe_rps / wrk_rps:.2f}")  # fmt: skip
+          f"-> ratio {probe_rps / wrk_rps:.3f}")  # fmt: skip
     if not p50:
         return probe_rps / wrk_rps, None
     wrk_p50 = statistics.median(p for _, p in w8)
     probe_p50 = statistics.median(p for _, p in p8)
     print(f"  concurrency 8:  probe p50 {probe_p50:.2f} ms, wrk p50 {wrk_p50:.2f} ms "
-          f"-> ratio {probe_p50 / wrk_p50:.2f}")  # fmt: skip
+          f"-> ratio {probe_p50 / wrk_p50:.3f}")  # fmt: skip
     return probe_rps / wrk_rps, probe_p50 / wrk_p50
 
 
@@ -122,12 +122,12 @@ def bench(state_dir: Path, rounds: int) -> int:
         print(f"{EDGE_SELF_HEALTH_PATH} (answered by the edge itself):")
         rate, p50 = compare(edge + EDGE_SELF_HEALTH_PATH, rounds, p50=True)
         assert p50 is not None
-        print(f"  rate ratio {rate:.2f} (target >= {SELF_RATE_TARGET}), "
-              f"p50 ratio {p50:.2f} (target <= {SELF_P50_TARGET})")  # fmt: skip
+        print(f"  rate ratio {rate:.3f} (target >= {SELF_RATE_TARGET}), "
+              f"p50 ratio {p50:.3f} (target <= {SELF_P50_TARGET})")  # fmt: skip
         ok = rate >= SELF_RATE_TARGET and p50 <= SELF_P50_TARGET
         print("/health (through the edge to the instances):")
         rate, _ = compare(edge + "/health", rounds, p50=False)
-        print(f"  rate ratio {rate:.2f} (target >= {HEALTH_RATE_TARGET})")
+        print(f"  rate ratio {rate:.3f} (target >= {HEALTH_RATE_TARGET})")
         ok = ok and rate >= HEALTH_RATE_TARGET
     elapsed = statistics.median(time_verify(state_dir) for _ in range(rounds))
     print(f"verify median: {elapsed:.2f} s (target < {VERIFY_LIMIT} s)")
