@@ -15,8 +15,9 @@ from koinonia_infra.descriptor import Descriptor
 from koinonia_infra.errors import RenderApiError
 from koinonia_infra.measure.client import run_load
 from koinonia_infra.measure.fetch import fetch_async, make_http_client
-from koinonia_infra.measure.load import BurstResult, StopRule, burst_async
+from koinonia_infra.measure.load import BurstResult, burst_async
 from koinonia_infra.measure.poll import poll
+from koinonia_infra.measure.rounds import StopRule
 from koinonia_infra.measure.samples import latency_summary
 from koinonia_infra.settings import EdgeSettings, VerifySettings
 from koinonia_infra.verify.checks import (
