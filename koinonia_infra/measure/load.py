@@ -30,6 +30,7 @@ from koinonia_infra.measure.client import (
 )
 from koinonia_infra.measure.rounds import Rounds, StopRule
 from koinonia_infra.measure.samples import Sample
+from koinonia_infra.measure.share import Helper, worth_sharing
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,7 @@ async def burst_async(
     warmup: int = 0,
     stop_when: StopRule | None = None,
     deadline: float | None = None,
+    processes: int | None = None,
 ) -> BurstResult:
     """`requests` GETs, `concurrency` workers each on its own keep-alive connection.
 
@@ -101,39 +103,110 @@ async def burst_async(
     returns ends the burst at once, and so does `deadline` (time.monotonic()). The requests in
     flight then are abandoned, so a failing deployment costs seconds, not `requests /
     concurrency` times the timeout.
+
+    `processes=2` shares the workers and requests with a helper process (`measure/share.py`);
+    its answers reach `stop_when` in batches, every 20 ms. None: shared when the burst is long
+    enough to pay for starting the helper (`share.worth_sharing`) and there are two cores.
     """
     if requests < 1 or concurrency < 1:
         raise UsageError("requests and concurrency must be at least 1")
+    if processes not in (None, 1, 2):
+        raise UsageError(f"processes {processes}: must be 1 or 2")
     workers = min(concurrency, requests)
+    mine, my_requests, my_warmup = workers, requests, max(warmup, 0)
+    helper = None
+    if processes == 2 or (processes is None and worth_sharing(requests, workers)):
+        theirs = (workers // 2, requests * (workers // 2) // workers, my_warmup // 2)
+        helper = await _start_helper(
+            url,
+            theirs,
+            timeout=timeout,
+            max_body_bytes=max_body_bytes,
+            verify_tls=verify_tls,
+            stop_when=stop_when,
+            deadline=deadline,
+        )
+        if helper is not None:
+            mine, my_requests, my_warmup = (
+                m - t for m, t in zip((mine, my_requests, my_warmup), theirs, strict=True)
+            )
     client = _Probe(
         url,
         timeout=timeout,
         max_body_bytes=max_body_bytes,
         verify_tls=verify_tls,
     )
-    rounds = Rounds(client, workers, stop_when, deadline)
+    rounds = Rounds(client, mine, stop_when, deadline)
     warm: list[Sample] = []
     samples: list[Sample] = []
+    warm_count = 0
     try:
-        if warmup > 0:
-            warm = await rounds.run(warmup)
+        if helper is not None:
+            rounds.on_stop = helper.stop
+            helper.on_outcomes = rounds.merge
+            helper.go()
+        if my_warmup > 0:
+            warm = await rounds.run(my_warmup)
         t0 = time.monotonic()
         if rounds.stopped is None:
-            samples = await rounds.run(requests)
-        elapsed = time.monotonic() - t0
+            samples = await rounds.run(my_requests)
+        t1 = time.monotonic()
+        warm_count = len(warm)
+        warm = [s for s in warm if not s.ok]
+        stopped = rounds.stopped
+        if helper is not None:
+            # Its share ends like this one's: done, stopped, or by the deadline (plus the last
+            # requests' timeout); without a deadline, when its requests are done.
+            wait = None if deadline is None else deadline - time.monotonic() + timeout + 10.0
+            shared = await helper.finish(None if wait is None else max(wait, 1.0))
+            samples += shared.samples
+            warm_count += shared.warmup_requests
+            warm += shared.warmup_failed  # only its failed warm-up requests come back
+            t0, t1 = min(t0, shared.started), max(t1, shared.ended)
+            # The rule may have fired on its last answers, after this process had finished.
+            stopped = rounds.stopped or shared.stopped
     finally:
         await client.aclose()
+        if helper is not None:
+            await helper.kill()
     samples.sort(key=lambda s: s.started)
     return BurstResult(
         url=url,
         samples=samples,
-        elapsed_s=elapsed,
+        elapsed_s=t1 - t0,
         concurrency=workers,
-        warmup_requests=len(warm),
-        warmup_failures=sum(1 for s in warm if not s.ok),
-        stopped=rounds.stopped,
+        warmup_requests=warm_count,
+        warmup_failures=len(warm),
+        stopped=stopped,
         planned=requests + max(warmup, 0),
-        warmup_failed=tuple(s for s in warm if not s.ok),
+        warmup_failed=tuple(warm),
+    )
+
+
+async def _start_helper(
+    url: str,
+    share: tuple[int, int, int],
+    *,
+    timeout: float,
+    max_body_bytes: int,
+    verify_tls: bool,
+    stop_when: StopRule | None,
+    deadline: float | None,
+) -> Helper | None:
+    """A helper process for `share` (workers, requests, warm-up), or None."""
+    workers, requests, warmup = share
+    if workers < 1 or requests < 1:
+        return None
+    return await Helper.start(
+        url,
+        workers=workers,
+        requests=requests,
+        warmup=warmup,
+        timeout=timeout,
+        max_body_bytes=max_body_bytes,
+        verify_tls=verify_tls,
+        report=stop_when is not None,
+        deadline=deadline,
     )
 
 

@@ -127,6 +127,8 @@ class Rounds:
         self.done: list[Sample] = []
         self.finished: asyncio.Future[None] | None = None
         self.opening: set[asyncio.Task[None]] = set()
+        # Told why, once, when the burst stops (a process sharing the burst is told to stop).
+        self.on_stop: Callable[[str], None] | None = None
 
     def record(self, sample: Sample) -> None:
         self.done.append(sample)
@@ -136,12 +138,33 @@ class Rounds:
         self.completed += 1
         self.failed += not ok
         self.recent.append(ok)
+        self._ask(self.stop_when)
+
+    def merge(self, outcomes: str) -> None:
+        """Count answers another process's rounds got ("1" ok, "0" failed, oldest first) as this
+        burst's own, then ask the stop rule once."""
+        if self.stop_when is None or not outcomes:
+            return
+        failed = outcomes.count("0")
+        self.completed += len(outcomes)
+        self.failed += failed
+        self.recent.extend(c == "1" for c in outcomes[-256:])
+        self._ask(self.stop_when)
+
+    def _ask(self, stop_when: StopRule) -> None:
         if self.stopped is None:
-            reason = self.stop_when(self.completed, self.failed, self.recent)
+            reason = stop_when(self.completed, self.failed, self.recent)
             if reason is not None:
-                self.stopped = reason
-                self.halted = True  # no request is sent after this; those in flight are dropped
-                self._end()
+                self.halt(reason)
+
+    def halt(self, reason: str) -> None:
+        """Stop now: no request is sent after this, and those in flight are dropped."""
+        if self.stopped is None:
+            self.stopped = reason
+            if self.on_stop is not None:
+                self.on_stop(reason)
+        self.halted = True
+        self._end()
 
     def retire(self) -> None:
         self.active -= 1

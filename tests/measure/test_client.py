@@ -5,92 +5,13 @@ close, 1xx, 204 and 304."""
 from __future__ import annotations
 
 import asyncio
-import socketserver
-import threading
-from collections import Counter
-from collections.abc import Iterator
 
 import pytest
+from framing_server import FramingServer as _Server
+from framing_server import url_of as _url
 
 from koinonia_infra.measure.client import LeanClient
 from koinonia_infra.measure.load import burst
-
-# path -> (raw response, close the connection after it)
-RESPONSES: dict[str, tuple[bytes, bool]] = {
-    "/chunked": (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Koinonia-Upstream: api-a:1\r\n\r\n"
-        b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
-        False,
-    ),
-    "/length": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", False),
-    "/close": (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nread until close", True),
-    "/http10": (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", True),
-    "/204": (b"HTTP/1.1 204 No Content\r\n\r\n", False),
-    # A 304 may carry the Content-Length of the full representation: there is still no body.
-    "/304": (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", False),
-    "/100": (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", False),
-    "/garbage": (b"SMTP ready\r\n\r\n", True),
-    # Two answers in one write to one request: the second was asked for by nobody.
-    "/two": (
-        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"
-        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo",
-        False,
-    ),
-    "/big-head": (
-        b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"a" * 70_000 + b"\r\nContent-Length: 2\r\n\r\nok",
-        False,
-    ),
-    # A keep-alive answer (HTTP/1.1, no `Connection: close`), then the server closes anyway, as
-    # one does on an idle timeout.
-    "/then-close": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", True),
-}
-
-
-class _Handler(socketserver.StreamRequestHandler):
-    server: _Server
-
-    def handle(self) -> None:
-        with self.server.lock:
-            self.server.connections += 1
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            path = line.split()[1].decode()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            with self.server.lock:
-                self.server.requests[path] += 1
-            answer, close = RESPONSES[path]
-            self.wfile.write(answer)
-            self.wfile.flush()
-            if close:
-                return
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.lock = threading.Lock()
-        self.connections = 0
-        self.requests: Counter[str] = Counter()
-
-
-@pytest.fixture
-def server() -> Iterator[_Server]:
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-def _url(srv: _Server, path: str) -> str:
-    return f"http://127.0.0.1:{srv.server_address[1]}{path}"
 
 
 async def _get_all(url: str, times: int) -> list[tuple[int, bytes]]:
