@@ -32,6 +32,7 @@ SELF_P50_TARGET = 1.5
 HEALTH_RATE_TARGET = 0.9
 VERIFY_LIMIT = 3.0
 SECONDS = 3
+SHARED: dict[int, int] = {}  # the probe's modes seen, each said once
 
 
 def _ms(value: str) -> float:
@@ -62,6 +63,10 @@ def run_probe(url: str, concurrency: int, requests: int) -> tuple[float, float]:
     failed = sum(1 for s in result.samples if not s.ok)
     if failed:
         print(f"  warning: {failed} probe request(s) failed", file=sys.stderr)
+    if result.processes not in SHARED:
+        SHARED[result.processes] = requests
+        how = "shared with a helper process" if result.processes == 2 else "in one process"
+        print(f"  (the probe ran {how}: {requests:,} requests at concurrency {concurrency})")
     p50 = latency_summary(result.samples).p50_ms
     assert p50 is not None
     return result.requests_per_second, p50

@@ -1,9 +1,9 @@
 """The helper process a long burst is shared with: `python -m koinonia_infra.measure.helper`.
 
-One event loop is one core: a burst on one loop measured a p50 of 1.1-1.5x wrk's at
-concurrency 8 where wrk runs two threads, and the same load over two processes 0.4-0.7x
-(docs/verify.md, "The traffic probe"). `measure/share.py` starts this process and speaks to it in
-JSON lines; nothing comes in argv.
+One event loop is one core: against the edge's self-answered path, a burst on one loop measured
+a p50 of 1.1-1.6x wrk's at concurrency 8, where wrk runs two threads; the same load over two
+processes 0.4-0.6x (docs/verify.md, "The traffic probe"). `measure/share.py` starts this
+process and speaks to it in JSON lines; nothing comes in argv.
 
     parent -> helper (stdin)     {"url", "requests", "workers", "warmup", "timeout", ...}
     helper -> parent (stdout)    {"up": true}          ready: imported, set up

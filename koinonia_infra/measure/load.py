@@ -48,6 +48,8 @@ class BurstResult:
     planned: int = 0
     # The warm-up requests that failed, so their reasons are reported like the others'.
     warmup_failed: tuple[Sample, ...] = ()
+    # 2 when the burst was shared with a helper process (measure/share.py).
+    processes: int = 1
 
     @property
     def requests_per_second(self) -> float:
@@ -180,6 +182,7 @@ async def burst_async(
         stopped=stopped,
         planned=requests + max(warmup, 0),
         warmup_failed=tuple(warm),
+        processes=1 if helper is None else 2,
     )
 
 

@@ -48,6 +48,7 @@ def test_every_request_is_answered_once_over_both_processes(
     assert result.warmup_requests == 8
     assert result.concurrency == 4
     assert result.stopped is None
+    assert result.processes == 2
     # 4 workers, each on its own connection, 2 of them in the helper.
     assert server.connections == 4
     assert server.requests["/chunked"] == 408
@@ -101,6 +102,7 @@ def test_a_helper_that_will_not_start_leaves_the_whole_burst_here(
     assert len(result.samples) == 300
     assert all(s.ok for s in result.samples)
     assert result.stopped is None
+    assert result.processes == 1
     assert server.connections == 4
 
 
@@ -137,6 +139,8 @@ def test_a_cancelled_burst_ends_its_helper(
     assert helpers[0].proc.returncode is not None
 
 
-def test_a_short_burst_is_not_shared() -> None:
+def test_a_short_burst_is_not_shared(server: FramingServer) -> None:
     assert not share.worth_sharing(share.MIN_SHARED_REQUESTS - 1, 32)
     assert not share.worth_sharing(100_000, 1)
+    result = run_load(burst_async(url_of(server, "/length"), 200, 4))
+    assert (len(result.samples), result.processes) == (200, 1)
