@@ -72,11 +72,47 @@ DEPLOY_HEALTH_TIMEOUT_ENV = "KOINONIA_SANDBOX_DEPLOY_TIMEOUT"
 STOP_TIMEOUT = 12.0
 
 
+# Where the ports chosen for PostgreSQL, Redis and Caddy are looked for first (see _free_port).
+LOW_PORTS = 10_000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_floor() -> int | None:
+    """The lowest port the kernel gives an outgoing connection, where it says (Linux)."""
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _free_port() -> int:
+    """A free port for a child that binds it itself, some seconds later (PostgreSQL, Redis,
+    Caddy, which take no listening socket from us).
+
+    Chosen below the kernel's ephemeral range where there is one: until the child binds it, an
+    outgoing connection (an instance's to PostgreSQL, a health check) may be given any free port
+    of that range, and the child would then fail with "address already in use"; a port below it
+    is never handed out that way. Elsewhere, or when none is free there, the kernel's choice.
+    """
+    floor = _ephemeral_floor()
+    if floor is not None and floor > LOW_PORTS:
+        for _ in range(64):
+            port = LOW_PORTS + secrets.randbelow(floor - LOW_PORTS)
+            if _bindable(port):
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 def _listening_socket(port: int = 0) -> socket.socket:
