@@ -115,6 +115,13 @@ async def burst_async(
     if processes not in (None, 1, 2):
         raise UsageError(f"processes {processes}: must be 1 or 2")
     workers = min(concurrency, requests)
+    # First: a bad URL is a usage error before any helper process is started.
+    client = _Probe(
+        url,
+        timeout=timeout,
+        max_body_bytes=max_body_bytes,
+        verify_tls=verify_tls,
+    )
     mine, my_requests, my_warmup = workers, requests, max(warmup, 0)
     helper = None
     if processes == 2 or (processes is None and worth_sharing(requests, workers)):
@@ -132,12 +139,6 @@ async def burst_async(
             mine, my_requests, my_warmup = (
                 m - t for m, t in zip((mine, my_requests, my_warmup), theirs, strict=True)
             )
-    client = _Probe(
-        url,
-        timeout=timeout,
-        max_body_bytes=max_body_bytes,
-        verify_tls=verify_tls,
-    )
     rounds = Rounds(client, mine, stop_when, deadline)
     warm: list[Sample] = []
     samples: list[Sample] = []

@@ -144,3 +144,16 @@ def test_a_short_burst_is_not_shared(server: FramingServer) -> None:
     assert not share.worth_sharing(100_000, 1)
     result = run_load(burst_async(url_of(server, "/length"), 200, 4))
     assert (len(result.samples), result.processes) == (200, 1)
+
+
+def test_a_bad_url_is_a_usage_error_before_any_helper_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from koinonia_infra.errors import UsageError
+
+    async def no_helper(*_args: object, **_kw: object) -> None:
+        raise AssertionError("a helper was started for a URL that cannot be used")
+
+    monkeypatch.setattr(share.Helper, "start", no_helper)
+    with pytest.raises(UsageError, match="not an http"):
+        run_load(burst_async("ftp://example.invalid/", 10_000, 4, processes=2))
