@@ -295,11 +295,9 @@ def _invalid(exc: httptools.HttpParserError) -> ProtocolError:
 
 
 class LeanClient:
-    """Keep-alive HTTP/1.1 connections to one origin; at most `max_connections` requests in
-    flight (one per connection), idle connections reused. Use from a single event loop.
-    `max_connections=None`: the caller bounds its own
-    concurrency (the load's workers, the steady rate's in-flight cap), and no semaphore is paid
-    for on every request.
+    """Keep-alive HTTP/1.1 connections to one origin, one request in flight on each, idle ones
+    reused. Use from a single event loop. Its callers bound their own requests in flight (the
+    load's workers, the steady rate's in-flight cap).
 
     Deadlines are kept by one sweep over the connections in flight, every `tick` seconds while
     any is (a tenth of the timeout, at most 50 ms), not by a timer per request: a uvloop timer
@@ -313,18 +311,15 @@ class LeanClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_body_bytes: int = DEFAULT_MAX_BODY,
-        max_connections: int | None = 64,
         verify_tls: bool = True,
     ) -> None:
         self.target = _Target.parse(url)
         self.timeout = timeout
         self.max_body = max_body_bytes
-        self.max_connections = max_connections
         self.tick = min(0.05, max(timeout, 0.001) / 10)
         self._idle: list[_Conn] = []
         self._open: set[_Conn] = set()
         self._sweep: asyncio.TimerHandle | None = None
-        self._slots = None if max_connections is None else asyncio.Semaphore(max_connections)
         self._ssl: ssl.SSLContext | None = None
         if self.target.tls:
             self._ssl = ssl.create_default_context()
@@ -371,8 +366,8 @@ class LeanClient:
             self._sweep = asyncio.get_running_loop().call_later(self.tick, self._sweep_deadlines)
 
     async def exchange(self, request: bytes, deadline: float) -> _Raw:
-        """One request, by `deadline` (time.monotonic()), outside the `max_connections` bound:
-        for a caller that bounds its own requests in flight."""
+        """One request on an idle connection or a new one, answered by `deadline`
+        (time.monotonic()) or failed."""
         # A pooled connection the server closed while idle fails before any byte arrives: that
         # is the client's doing, not the server's, so it is retried once on a fresh connection.
         loop = asyncio.get_running_loop()
@@ -406,16 +401,6 @@ class LeanClient:
             return raw
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def request(self, request: bytes) -> tuple[float, _Raw]:
-        """Send one serialized request; (time.monotonic() at send, response). Raises on failure;
-        the whole exchange (connect, headers, body) has `timeout` seconds."""
-        if self._slots is None:
-            sent = time.monotonic()
-            return sent, await self.exchange(request, sent + self.timeout)
-        async with self._slots:
-            sent = time.monotonic()
-            return sent, await self.exchange(request, sent + self.timeout)
-
     async def aclose(self) -> None:
         if self._sweep is not None:
             self._sweep.cancel()
@@ -444,13 +429,8 @@ class _Probe:
         max_body_bytes: int,
         verify_tls: bool,
     ) -> None:
-        # Its callers bound their requests in flight themselves (see LeanClient).
         self.lean = LeanClient(
-            url,
-            timeout=timeout,
-            max_body_bytes=max_body_bytes,
-            max_connections=None,
-            verify_tls=verify_tls,
+            url, timeout=timeout, max_body_bytes=max_body_bytes, verify_tls=verify_tls
         )
         # httpx serializes the request line and headers once (Host, escaping of the path).
         request = httpx.Request("GET", url, headers=_LOAD_HEADERS)
@@ -464,7 +444,6 @@ class _Probe:
     async def get(self) -> Sample:
         started = time.monotonic()
         try:
-            # Straight to the exchange: one coroutine less per request (no semaphore to take).
             raw = await self.lean.exchange(self.payload, started + self.timeout)
         except asyncio.CancelledError:
             raise

@@ -5,6 +5,7 @@ close, 1xx, 204 and 304."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from framing_server import FramingServer as _Server
@@ -16,13 +17,13 @@ from koinonia_infra.measure.load import burst
 
 async def _get_all(url: str, times: int) -> list[tuple[int, bytes]]:
     """(status, body) of `times` GETs on one keep-alive client."""
-    client = LeanClient(url, timeout=3.0, max_connections=1)
+    client = LeanClient(url, timeout=3.0)
     path = url.split("/", 3)[3]
     request = f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     try:
         answers = []
         for _ in range(times):
-            _sent, raw = await client.request(request)
+            raw = await client.exchange(request, time.monotonic() + 3.0)
             answers.append((raw.status, raw.body))
         return answers
     finally:
